@@ -1,0 +1,72 @@
+"""Errors of dask-planner.
+
+    PlannerError                      base of everything raised on purpose
+    ├── DefinitionError(ValueError)   the user's YAML (or a ``planner set`` value) is wrong;
+    │                                 carries every ``Problem`` found, each naming file, line, process
+    ├── ProcessNotFound(LookupError)  a command named a process the registry does not have
+    ├── RunNotFound(LookupError)      a command named a run id the store does not have
+    └── IllegalTransition(RuntimeError)  a run status change the lifecycle table forbids
+
+Runtime failures of jobs (a callable raised, a command exited non-zero) are not exceptions of the
+planner: they are recorded on the attempt (``ErrorInfo``) and handled by retry policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class PlannerError(Exception):
+    """Base class for every error dask-planner raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Problem:
+    """One thing wrong with a definition, located as precisely as we can."""
+
+    file: str
+    line: int | None
+    process: str | None
+    message: str
+    path: str = ""  # key path inside the document, e.g. "processes.build.retries"
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        who = f" process {self.process!r}:" if self.process else ""
+        at = f" ({self.path})" if self.path else ""
+        return f"{where}:{who} {self.message}{at}"
+
+
+class DefinitionError(PlannerError, ValueError):
+    """The registry definition is invalid; nothing was applied."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in the registry"
+        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class ProcessNotFound(PlannerError, LookupError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no process named {name!r} in the registry")
+
+    def __str__(self) -> str:  # LookupError would wrap the message in quotes
+        return str(self.args[0])
+
+
+class RunNotFound(PlannerError, LookupError):
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run with id {run_id!r}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class IllegalTransition(PlannerError, RuntimeError):
+    def __init__(self, run_id: str, current: str, new: str) -> None:
+        self.run_id, self.current, self.new = run_id, current, new
+        super().__init__(f"run {run_id!r}: cannot go from {current!r} to {new!r}")

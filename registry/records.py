@@ -1,0 +1,111 @@
+"""Plain records exchanged between the store, the drivers and the planning core."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from registry.lifecycle import RunStatus
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorInfo:
+    """Why an attempt failed: exception type, message, and the tail of the traceback/output."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActiveRun:
+    """A run the planner must account for: queued/running, or waiting for its next attempt."""
+
+    run_id: str
+    process: str
+    attempt: int
+    status: RunStatus  # queued, running or retrying
+    scheduled: datetime  # fire time (recurrent), request time (trigger) or decision time
+    started: datetime  # when the current/last attempt was decided (queued)
+    retry_at: datetime | None = None  # for status retrying
+    params: Mapping[str, Any] = field(default_factory=dict)
+    request_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessHistory:
+    """What the planning core needs to know of a process's past runs (since its last reset)."""
+
+    runs_created: int = 0  # highest run sequence number used; run ids are f"{process}-{seq}"
+    last_fire: datetime | None = None  # scheduled time of the latest run
+    last_start: datetime | None = None  # when the latest run's latest attempt was queued
+    last_end: datetime | None = None  # when the latest finished attempt ended
+    last_success_end: datetime | None = None  # ignores resets (ancestor freshness needs it)
+    successes: int = 0  # successful runs since the last reset
+    last_outcome: RunStatus | None = None  # terminal status of the latest finished run since reset
+    durations: tuple[float, ...] = ()  # recent successful durations in seconds, oldest first
+    active: tuple[ActiveRun, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptRecord:
+    """One attempt of one run, as ``planner history`` shows it."""
+
+    process: str
+    run_id: str
+    attempt: int
+    status: RunStatus
+    scheduled: datetime
+    queued: datetime
+    start: datetime | None = None  # when the job began on the worker
+    end: datetime | None = None
+    worker: str | None = None
+    error: ErrorInfo | None = None
+    result: str | None = None  # short summary of the return value / command output
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.start is None or self.end is None:
+            return None
+        return (self.end - self.start).total_seconds()
+
+
+class RequestKind(enum.StrEnum):
+    TRIGGER = "trigger"
+    CANCEL = "cancel"
+    RESET = "reset"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """An operator's request, written by one process (the CLI) and handled by the running planner."""
+
+    id: int
+    kind: RequestKind
+    created: datetime
+    process: str | None = None
+    run_id: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplyResult:
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+    @property
+    def unchanged(self) -> bool:
+        return not (self.added or self.changed or self.removed)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoggedDecision:
+    at: datetime
+    process: str
+    decision: str  # "start" | "wait"
+    reasons: tuple[tuple[str, str], ...]  # (code, detail)

@@ -1,0 +1,171 @@
+"""The store: the one interface through which drivers and commands read and write durable state.
+
+``Store`` is a Protocol; ``registry.sqlstore.SqlStore`` implements it on SQLAlchemy (SQLite or
+PostgreSQL). ``open_store(url)`` picks the URL from the argument, ``PLANNER_DB`` or the default
+SQLite file ``planner.db`` in the working directory.
+
+Rules every implementation keeps (the contract tests in ``tests/test_store_contract.py`` check them):
+
+- ``apply`` is atomic: all processes and settings change in one transaction, or nothing does.
+- Every write commits before the method returns (a crash after it loses nothing).
+- The registry revision increases on every change of the registry tables, including direct SQL
+  edits of the process table (database triggers bump it), so a running planner can notice them.
+- Run status changes follow ``registry.lifecycle.TRANSITIONS``; an illegal one raises
+  ``IllegalTransition`` and writes nothing.
+- Times are timezone-aware UTC datetimes in and out.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from registry.lifecycle import RunStatus
+from registry.model import ProcessDef, RegistryDef
+from registry.records import (
+    ActiveRun,
+    ApplyResult,
+    AttemptRecord,
+    ErrorInfo,
+    LoggedDecision,
+    ProcessHistory,
+    Request,
+    RequestKind,
+)
+
+DEFAULT_URL = "sqlite:///planner.db"
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The database URL to use: explicit argument, else ``PLANNER_DB``, else ``planner.db``."""
+    return url or os.environ.get("PLANNER_DB") or DEFAULT_URL
+
+
+class Store(Protocol):
+    # -- registry -------------------------------------------------------------------------------
+    def apply(self, registry: RegistryDef, *, now: datetime) -> ApplyResult:
+        """Replace the registry atomically; new processes remember ``now`` as first applied."""
+        ...
+
+    def load_registry(self) -> tuple[RegistryDef, dict[str, datetime]]:
+        """The registry and, per process, when it was first applied."""
+        ...
+
+    def registry_revision(self) -> int:
+        """A number that grows whenever the registry tables change (cheap to call often)."""
+        ...
+
+    def update_process(self, name: str, changes: Mapping[str, Any]) -> ProcessDef:
+        """Change fields of one process (hold, release, ``planner set``); validated like YAML.
+
+        Raises ``ProcessNotFound`` or ``DefinitionError``; nothing is written on error."""
+        ...
+
+    # -- runs -----------------------------------------------------------------------------------
+    def create_run(
+        self,
+        *,
+        run_id: str,
+        process: str,
+        scheduled: datetime,
+        queued: datetime,
+        params: Mapping[str, Any],
+        request_id: int | None = None,
+    ) -> None:
+        """Record a new run with its first attempt, both ``queued``."""
+        ...
+
+    def retry_run(self, run_id: str, *, attempt: int, queued: datetime) -> None:
+        """A run waiting in ``retrying`` gets attempt ``attempt``, ``queued`` now."""
+        ...
+
+    def attempt_started(self, run_id: str, attempt: int, *, start: datetime, worker: str) -> None:
+        """The job began on a worker: attempt and run go ``running``."""
+        ...
+
+    def finish_attempt(
+        self,
+        run_id: str,
+        attempt: int,
+        *,
+        status: RunStatus,
+        end: datetime,
+        start: datetime | None = None,
+        worker: str | None = None,
+        error: ErrorInfo | None = None,
+        result: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> None:
+        """Record the attempt's terminal status; with ``retry_at`` the run goes ``retrying``,
+        otherwise the run takes the attempt's status. Finishing an already finished attempt
+        raises ``IllegalTransition`` (an attempt ends exactly once)."""
+        ...
+
+    def cancel_retry(self, run_id: str, *, at: datetime) -> None:
+        """A run in ``retrying`` is cancelled before its next attempt."""
+        ...
+
+    def active_runs(self) -> list[ActiveRun]:
+        """Runs queued, running or retrying."""
+        ...
+
+    def run_process(self, run_id: str) -> str:
+        """The process of a run; raises ``RunNotFound``."""
+        ...
+
+    def history(
+        self, process: str | None = None, *, since: datetime | None = None, limit: int | None = None
+    ) -> list[AttemptRecord]:
+        """Attempts, newest first (by queued time), optionally of one process / since a time."""
+        ...
+
+    def load_histories(self, *, durations_kept: int = 20) -> dict[str, ProcessHistory]:
+        """Per process, the summary the planning core starts from."""
+        ...
+
+    # -- per-process saved state and resets -----------------------------------------------------
+    def load_state(self, process: str) -> Any:
+        """The JSON value a job saved under ``state`` (None if never)."""
+        ...
+
+    def save_state(self, process: str, state: Any) -> None: ...
+
+    def reset(self, process: str, *, at: datetime) -> None:
+        """Forget the process's successes and failures for readiness (history is kept)."""
+        ...
+
+    # -- operator requests ----------------------------------------------------------------------
+    def add_request(
+        self,
+        kind: RequestKind,
+        *,
+        at: datetime,
+        process: str | None = None,
+        run_id: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        force: bool = False,
+    ) -> int: ...
+
+    def pending_requests(self) -> list[Request]:
+        """Requests not yet handled, oldest first."""
+        ...
+
+    def mark_handled(self, request_ids: Sequence[int], *, at: datetime) -> None: ...
+
+    # -- decision log ---------------------------------------------------------------------------
+    def log_decisions(self, decisions: Sequence[LoggedDecision]) -> None: ...
+
+    def decisions(self, process: str | None = None, *, limit: int = 50) -> list[LoggedDecision]:
+        """Newest first."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_store(url: str | None = None) -> Store:
+    """Open (creating tables if needed) the store at ``url`` / ``PLANNER_DB`` / ``planner.db``."""
+    from registry.sqlstore import SqlStore
+
+    return SqlStore(resolve_url(url))
