@@ -1,0 +1,176 @@
+"""What goes into the planning core (events) and what comes out (instructions and decisions).
+
+Events are facts the drivers observed: the registry changed, a run finished, an operator asked for
+something, the cluster grew. Instructions are what the core wants done: start this run, this run is
+settled (retrying or terminal). Decisions say, per process, ``start`` or ``wait`` with the SPEC's
+reason codes; ``explain``, the dashboard and the decision log all read them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from registry.lifecycle import RunStatus
+from registry.model import RegistryDef
+
+
+class Code(enum.StrEnum):
+    """The SPEC's reason codes: why a process is not started now."""
+
+    DISABLED = "disabled"
+    HOLD = "hold"
+    WINDOW = "window"
+    MAX_RUNS = "max_runs"
+    DONE = "done"
+    NOT_DUE = "not_due"
+    FAILED = "failed"
+    REFRESH_WINDOW = "refresh_window"
+    NOT_BEFORE = "not_before"
+    ANCESTORS = "ancestors"
+    RETRY_DELAY = "retry_delay"
+    MAX_ACTIVE = "max_active"
+    # capacity: the process is a candidate but there is no room for it
+    SLOTS = "slots"
+    POOL = "pool"
+    RESOURCES = "resources"
+    RESERVED = "reserved"
+
+
+CAPACITY_CODES = frozenset({Code.SLOTS, Code.POOL, Code.RESOURCES, Code.RESERVED})
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    code: Code
+    detail: str = ""
+
+    def as_json(self) -> dict[str, str]:
+        return {"code": self.code.value, "detail": self.detail}
+
+    def __str__(self) -> str:
+        return f"{self.code.value}: {self.detail}" if self.detail else self.code.value
+
+
+# -- events --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegistryChanged:
+    """The registry now reads ``registry``; ``applied_at`` says when each process first appeared."""
+
+    registry: RegistryDef
+    applied_at: Mapping[str, datetime] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CapacityChanged:
+    """The cluster now offers ``threads`` threads and, per worker, these Dask resources.
+
+    ``resources=None`` means resources are not tracked (simulation): every request fits."""
+
+    threads: int
+    resources: tuple[Mapping[str, float], ...] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFinished:
+    """An attempt ended at ``at`` (cancelled also covers a run cancelled while waiting to retry)."""
+
+    run_id: str
+    status: RunStatus  # succeeded | failed | timed_out | cancelled
+    at: datetime
+    duration_s: float | None = None  # measured on the worker; else at - decision time
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TriggerRequested:
+    process: str
+    at: datetime
+    params: Mapping[str, Any] = field(default_factory=dict)
+    force: bool = False  # also bypass ancestors
+    request_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessReset:
+    process: str
+    at: datetime
+
+
+Event = RegistryChanged | CapacityChanged | RunFinished | TriggerRequested | ProcessReset
+
+
+# -- instructions and decisions ------------------------------------------------------------------
+
+
+class StartKind(enum.StrEnum):
+    FIRE = "fire"  # a cron/every fire time
+    SINGLE = "single"  # a single process's run (first, or again after its refresh window)
+    TRIGGER = "trigger"  # an operator's request
+    RETRY = "retry"  # the next attempt of a failed run
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartRun:
+    """Start attempt ``attempt`` of run ``run_id`` now (the driver records it, then submits it)."""
+
+    run_id: str
+    process: str
+    attempt: int
+    kind: StartKind
+    scheduled: datetime
+    decided_at: datetime
+    params: Mapping[str, Any]
+    final_attempt: bool  # no retry follows if this attempt fails
+    request_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunSettled:
+    """What became of a finished attempt's run: terminal ``status``, or retrying at ``retry_at``."""
+
+    run_id: str
+    process: str
+    attempt: int
+    status: RunStatus
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    process: str
+    decision: str  # "start" | "wait"
+    reasons: tuple[Reason, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "process": self.process,
+            "decision": self.decision,
+            "reasons": [r.as_json() for r in self.reasons],
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Step:
+    """The result of handling events at one instant."""
+
+    at: datetime
+    starts: tuple[StartRun, ...] = ()
+    settled: tuple[RunSettled, ...] = ()
+    decisions: tuple[Decision, ...] = ()  # only decisions that changed since the last step
+    next_wakeup: datetime | None = None  # the earliest time a time-based rule may change
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Explanation:
+    process: str
+    at: datetime
+    decision: str  # "start" | "wait" | "running"
+    reasons: tuple[Reason, ...]
+    running: tuple[str, ...]  # run ids in flight
+    next_possible: datetime | None  # earliest time the time-based rules allow a start
+    blocked_until: str  # human sentence: what must happen for it to start

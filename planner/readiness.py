@@ -1,0 +1,228 @@
+"""Readiness: may process P start at time t, and if not, why (the SPEC's reason codes)?
+
+``evaluate`` is a pure function of a process's state, its ancestors' states and ``t``. Besides the
+reasons it returns the earliest future time at which a time-based rule could change the answer
+(``next_check``, the core's wake-up) and, when only time gates are closed, when they all open
+(``opens_at``, used by reservations and ``explain``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
+
+from planner.events import Code, Reason, StartKind, TriggerRequested
+from planner.schedule import local_time_today, next_local_midnight
+from planner.state import Flight, ProcState
+from registry.lifecycle import RunStatus
+from registry.model import Missed
+
+#: codes that only time can lift
+TIME_GATES = frozenset({Code.NOT_DUE, Code.REFRESH_WINDOW, Code.NOT_BEFORE, Code.RETRY_DELAY})
+_FAILED = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    reasons: tuple[Reason, ...]
+    kind: StartKind
+    scheduled: datetime
+    next_check: datetime | None
+    opens_at: datetime | None  # when the closed time gates open; None if a non-time rule blocks
+    retry: Flight | None = None
+    trigger: TriggerRequested | None = None
+
+    @property
+    def candidate(self) -> bool:
+        return not self.reasons
+
+
+def _fmt(t: datetime, tz: ZoneInfo) -> str:
+    return t.astimezone(tz).isoformat(timespec="seconds")
+
+
+def ancestor_problems(ps: ProcState, states: Mapping[str, ProcState]) -> list[str]:
+    """The ancestors without a successful run that finished after ``ps``'s last start."""
+    stale: list[str] = []
+    since = ps.last_start
+    for name in ps.definition.ancestors:
+        anc = states.get(name)
+        if anc is None:
+            stale.append(f"{name} (not in the registry)")
+            continue
+        end = anc.last_success_end
+        if end is not None and (since is None or end > since):
+            continue
+        if anc.flights:
+            stale.append(f"{name} (running)")
+        elif anc.retrying:
+            stale.append(f"{name} (retrying)")
+        elif anc.last_outcome in _FAILED and (end is None or anc.last_end != end):
+            stale.append(f"{name} ({anc.last_outcome.value if anc.last_outcome else 'failed'})")
+        elif end is None:
+            stale.append(f"{name} (never succeeded)")
+        else:
+            stale.append(f"{name} (no success since this process last started)")
+    return stale
+
+
+def evaluate(
+    ps: ProcState,
+    t: datetime,
+    states: Mapping[str, ProcState],
+    *,
+    tz: ZoneInfo,
+    online_since: datetime,
+) -> Readiness:
+    """Every readiness rule of the SPEC for ``ps`` at ``t``. ``ps.next_fire`` must be current."""
+    d = ps.definition
+    reasons: list[Reason] = []
+    times: list[datetime] = []  # future instants at which the answer may change
+    gates: list[datetime] = []  # when each closed time gate opens
+    hard_block = False  # a rule that time alone will not lift
+
+    if not d.enabled:
+        reasons.append(Reason(Code.DISABLED))
+        hard_block = True
+    if d.hold:
+        reasons.append(Reason(Code.HOLD))
+        hard_block = True
+    if d.start_at is not None and t < d.start_at:
+        reasons.append(Reason(Code.WINDOW, f"active from {_fmt(d.start_at, tz)}"))
+        times.append(d.start_at)
+        gates.append(d.start_at)
+    elif d.end_at is not None and t >= d.end_at:
+        reasons.append(Reason(Code.WINDOW, f"active period ended {_fmt(d.end_at, tz)}"))
+        hard_block = True
+    elif d.end_at is not None:
+        times.append(d.end_at)
+
+    retry: Flight | None = None
+    trigger: TriggerRequested | None = None
+    kind = StartKind.SINGLE
+    scheduled = t
+    if ps.retrying:
+        # the next attempt of a failed run comes before anything new; it was already admitted
+        retry = min(ps.retrying.values(), key=lambda f: (f.retry_at or t, f.run_id))
+        kind, scheduled = StartKind.RETRY, retry.scheduled
+        if retry.retry_at is not None and retry.retry_at > t:
+            reasons.append(
+                Reason(
+                    Code.RETRY_DELAY,
+                    f"attempt {retry.attempt + 1} of {retry.run_id} at {_fmt(retry.retry_at, tz)}",
+                )
+            )
+            times.append(retry.retry_at)
+            gates.append(retry.retry_at)
+    else:
+        if d.max_runs is not None and ps.successes >= d.max_runs:
+            reasons.append(Reason(Code.MAX_RUNS, f"{ps.successes} of {d.max_runs} runs done"))
+            hard_block = True
+        if ps.triggers:
+            trigger = ps.triggers[0]
+            kind, scheduled = StartKind.TRIGGER, trigger.at
+        else:
+            if d.recurrent:
+                kind = StartKind.FIRE
+                if _due_recurrent(ps, t, reasons, times, gates, tz, online_since):
+                    scheduled = _fire_to_run(ps, t)
+            elif ps.last_outcome in _FAILED:
+                outcome = ps.last_outcome.value if ps.last_outcome else "failed"
+                reasons.append(
+                    Reason(Code.FAILED, f"last run {outcome}; `planner reset {d.name}` to rerun")
+                )
+                hard_block = True
+            elif ps.successes > 0 and d.refresh_window is None:
+                reasons.append(Reason(Code.DONE, "single process already succeeded"))
+                hard_block = True
+            if d.refresh_window is not None and ps.last_start is not None:
+                until = ps.last_start + d.refresh_window
+                if t < until:
+                    reasons.append(Reason(Code.REFRESH_WINDOW, f"until {_fmt(until, tz)}"))
+                    times.append(until)
+                    gates.append(until)
+            _not_before(ps, t, reasons, times, gates, tz)
+        if trigger is None or not trigger.force:
+            stale = ancestor_problems(ps, states)
+            if stale:
+                reasons.append(Reason(Code.ANCESTORS, ", ".join(stale)))
+
+    if ps.running >= d.max_active:
+        reasons.append(Reason(Code.MAX_ACTIVE, f"{ps.running} of {d.max_active} running"))
+        hard_block = True
+
+    future = [x for x in times if x > t]
+    opens_at = None if hard_block else max(gates, default=t)
+    return Readiness(
+        reasons=tuple(reasons),
+        kind=kind,
+        scheduled=scheduled,
+        next_check=min(future) if future else None,
+        opens_at=opens_at,
+        retry=retry,
+        trigger=trigger,
+    )
+
+
+def _due_recurrent(
+    ps: ProcState,
+    t: datetime,
+    reasons: list[Reason],
+    times: list[datetime],
+    gates: list[datetime],
+    tz: ZoneInfo,
+    online_since: datetime,
+) -> bool:
+    """True when a fire is due; otherwise appends ``not_due`` with the next fire."""
+    nf = ps.next_fire
+    assert nf is not None and ps.schedule is not None
+    if nf > t:
+        reasons.append(Reason(Code.NOT_DUE, f"next fire {_fmt(nf, tz)}"))
+        times.append(nf)
+        gates.append(nf)
+        return False
+    if ps.definition.missed is Missed.SKIP:
+        latest = ps.schedule.latest_at_or_before(t)
+        floor = max(online_since, ps.last_end) if ps.last_end else online_since
+        if latest is None or latest < floor:
+            nxt = ps.schedule.first_after(t)
+            reasons.append(Reason(Code.NOT_DUE, f"missed fire skipped; next {_fmt(nxt, tz)}"))
+            times.append(nxt)
+            gates.append(nxt)
+            return False
+    return True
+
+
+def _fire_to_run(ps: ProcState, t: datetime) -> datetime:
+    """The fire time a run started at ``t`` stands for, by the process's missed-fire policy."""
+    assert ps.schedule is not None and ps.next_fire is not None
+    if ps.definition.missed is Missed.ALL:
+        return ps.next_fire
+    return ps.schedule.latest_at_or_before(t) or ps.next_fire
+
+
+def _not_before(
+    ps: ProcState,
+    t: datetime,
+    reasons: list[Reason],
+    times: list[datetime],
+    gates: list[datetime],
+    tz: ZoneInfo,
+) -> None:
+    nb = ps.definition.not_before
+    if nb is None:
+        return
+    if isinstance(nb, time):
+        today = local_time_today(t, nb, tz)
+        if t < today:
+            reasons.append(Reason(Code.NOT_BEFORE, f"until {_fmt(today, tz)}"))
+            times.append(today)
+            gates.append(today)
+        else:
+            times.append(next_local_midnight(t, tz))  # tomorrow it closes again
+    elif t < nb:
+        reasons.append(Reason(Code.NOT_BEFORE, f"until {_fmt(nb, tz)}"))
+        times.append(nb)
+        gates.append(nb)

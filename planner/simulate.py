@@ -1,0 +1,160 @@
+"""The simulated driver: the planning core on a virtual clock. No Dask, no database writes.
+
+It feeds the same ``Planner`` the same kinds of events the live driver does — a run finished, a
+time was reached — so what ``planner simulate`` shows is what ``planner run`` would do if every
+run took its estimated duration. Durations come from ``--durations`` (process → duration or
+``{duration, status}``), else the process's ``expected_duration``, else ``DEFAULT_DURATION``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from planner.core import Planner
+from planner.events import Decision, RunFinished, Step
+from registry.lifecycle import RunStatus
+from registry.model import RegistryDef
+from registry.records import ProcessHistory
+
+DEFAULT_DURATION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """How a simulated run of a process ends."""
+
+    duration: timedelta
+    status: RunStatus = RunStatus.SUCCEEDED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimRun:
+    process: str
+    run_id: str
+    attempt: int
+    start: datetime
+    end: datetime
+    status: RunStatus  # "running" when it would still run at the end of the simulation
+
+    def as_json(self, tz: Any) -> dict[str, Any]:
+        return {
+            "process": self.process,
+            "run_id": self.run_id,
+            "attempt": self.attempt,
+            "start": self.start.astimezone(tz).isoformat(),
+            "end": self.end.astimezone(tz).isoformat(),
+            "status": self.status.value,
+        }
+
+
+@dataclass(slots=True, kw_only=True)
+class Simulation:
+    start: datetime
+    end: datetime
+    slots: int
+    runs: list[SimRun] = field(default_factory=list)
+    decisions: list[tuple[datetime, Decision]] = field(default_factory=list)
+    steps: int = 0
+
+    @property
+    def makespan(self) -> timedelta:
+        """From the simulation start to the end of the last finished run."""
+        ends = [r.end for r in self.runs if r.status is not RunStatus.RUNNING]
+        return (max(ends) - self.start) if ends else timedelta(0)
+
+    def as_json(self, tz: Any) -> dict[str, Any]:
+        return {
+            "start": self.start.astimezone(tz).isoformat(),
+            "end": self.end.astimezone(tz).isoformat(),
+            "slots": self.slots,
+            "runs": [r.as_json(tz) for r in sorted(self.runs, key=lambda r: (r.start, r.process))],
+        }
+
+
+def simulate(
+    registry: RegistryDef,
+    *,
+    start: datetime,
+    until: datetime,
+    slots: int | None = None,
+    outcomes: Mapping[str, Outcome] | None = None,
+    histories: Mapping[str, ProcessHistory] | None = None,
+    keep_decisions: bool = False,
+) -> Simulation:
+    """Run the planner from ``start`` to ``until`` with virtual time."""
+    outcomes = outcomes or {}
+    planner = Planner(
+        registry,
+        now=start,
+        applied_at=dict.fromkeys(registry.processes, start),
+        histories=histories,
+        slots=slots,
+    )
+    sim = Simulation(start=start, end=until, slots=planner.slots)
+    finishing: list[tuple[datetime, int, str]] = []  # (end, sequence, run id)
+    open_runs: dict[str, tuple[str, int, datetime, Outcome]] = {}
+    sequence = 0
+    now = start
+    events: list[RunFinished] = []
+    while True:
+        step: Step = planner.handle(now, *events)
+        sim.steps += 1
+        if keep_decisions:
+            sim.decisions += [(now, d) for d in step.decisions]
+        for s in step.starts:
+            outcome = _outcome_for(registry, s.process, outcomes)
+            sequence += 1
+            heapq.heappush(finishing, (now + outcome.duration, sequence, s.run_id))
+            open_runs[s.run_id] = (s.process, s.attempt, now, outcome)
+        candidates = [t for t in (step.next_wakeup, finishing[0][0] if finishing else None) if t]
+        if not candidates or min(candidates) > until:
+            break
+        now = min(candidates)
+        events = []
+        while finishing and finishing[0][0] <= now:
+            end, _, run_id = heapq.heappop(finishing)
+            process, attempt, began, outcome = open_runs.pop(run_id)
+            sim.runs.append(
+                SimRun(
+                    process=process,
+                    run_id=run_id,
+                    attempt=attempt,
+                    start=began,
+                    end=end,
+                    status=outcome.status,
+                )
+            )
+            events.append(
+                RunFinished(
+                    run_id=run_id,
+                    status=outcome.status,
+                    at=end,
+                    duration_s=outcome.duration.total_seconds(),
+                )
+            )
+    for run_id, (process, attempt, began, outcome) in open_runs.items():
+        sim.runs.append(
+            SimRun(
+                process=process,
+                run_id=run_id,
+                attempt=attempt,
+                start=began,
+                end=began + outcome.duration,
+                status=RunStatus.RUNNING,
+            )
+        )
+    sim.runs.sort(key=lambda r: (r.start, r.process, r.attempt))
+    return sim
+
+
+def _outcome_for(registry: RegistryDef, process: str, outcomes: Mapping[str, Outcome]) -> Outcome:
+    if process in outcomes:
+        return outcomes[process]
+    definition = registry.processes.get(process)
+    if definition is not None and definition.expected_duration is not None:
+        return Outcome(duration=definition.expected_duration)
+    return Outcome(duration=DEFAULT_DURATION)
