@@ -1,0 +1,1 @@
+"""Job code of the example registries in ``workflows/`` (see ``workflows/README.md``)."""
