@@ -1,0 +1,223 @@
+"""Dask side of the live driver: submit attempts, turn completions into events, re-attach runs.
+
+Threads: Dask calls done-callbacks and topic handlers on its own event-loop thread. Here they do one
+thing — put a message on ``inbox`` and set ``wake`` — so the planner loop (another thread) reacts at
+once while Dask's thread never touches the store or the core.
+
+Keys: one Dask key per attempt, ``planner-<run id>-a<attempt>``, submitted with ``pure=False`` and
+``retries=0`` (the planner owns retries and their delays).
+
+Restart safety: with a remote scheduler every attempt is also ``fire_and_forget``-ed, so a dead
+planner does not cancel work, and the worker-side wrapper logs ``started``/``finished`` events under
+the ``dask-planner`` topic. A restarted planner re-attaches to attempts the scheduler still runs and
+reads the outcome of those that finished while it was down from the scheduler's event log (which
+keeps the last ``distributed.admin.low-level-log-length`` events per topic).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from distributed import Client, Future, fire_and_forget, get_worker
+
+from planner.jobs import JobOutcome, JobSpec, execute
+from registry.lifecycle import RunStatus
+from registry.records import ErrorInfo
+
+TOPIC = "dask-planner"
+
+
+def attempt_key(run_id: str, attempt: int) -> str:
+    return f"planner-{run_id}-a{attempt}"
+
+
+def _log(msg: dict[str, Any]) -> None:
+    try:
+        worker = get_worker()
+    except ValueError:  # not on a worker (tests calling run_attempt directly)
+        return
+    worker.log_event(TOPIC, msg)
+
+
+def run_attempt(spec: JobSpec, key: str) -> JobOutcome:
+    """The task Dask runs for one attempt, on the worker: report the start, execute, report."""
+    _log(
+        {
+            "event": "started",
+            "key": key,
+            "run_id": spec.run_id,
+            "attempt": spec.attempt,
+            "start": datetime.now(UTC).isoformat(),
+            "worker": _worker_address(),
+        }
+    )
+    outcome = execute(spec)
+    _log({"event": "finished", "key": key, **outcome_to_message(outcome)})
+    return outcome
+
+
+def _worker_address() -> str:
+    try:
+        return str(get_worker().address)
+    except ValueError:
+        return "local"
+
+
+def outcome_to_message(outcome: JobOutcome) -> dict[str, Any]:
+    """A msgpack-able form of an outcome (for the scheduler's event log)."""
+    error = dataclasses.asdict(outcome.error) if outcome.error else None
+    return {
+        "status": outcome.status.value,
+        "start": outcome.start.isoformat(),
+        "end": outcome.end.isoformat(),
+        "worker": outcome.worker,
+        "error": error,
+        "result": outcome.result,
+    }
+
+
+def outcome_from_message(msg: Mapping[str, Any]) -> JobOutcome:
+    error = msg.get("error")
+    return JobOutcome(
+        status=RunStatus(msg["status"]),
+        start=datetime.fromisoformat(msg["start"]),
+        end=datetime.fromisoformat(msg["end"]),
+        worker=msg.get("worker") or "unknown",
+        error=ErrorInfo(**error) if error else None,
+        result=msg.get("result"),
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Started:
+    run_id: str
+    attempt: int
+    start: datetime
+    worker: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Done:
+    run_id: str
+    attempt: int
+    future: Future
+
+
+class Dispatcher:
+    """Submits attempts to Dask and reports their progress through ``inbox``."""
+
+    def __init__(self, client: Client, *, remote: bool) -> None:
+        self.client = client
+        self.remote = remote
+        self.inbox: queue.SimpleQueue[Started | Done] = queue.SimpleQueue()
+        self.wake = threading.Event()
+        self.futures: dict[tuple[str, int], Future] = {}
+        client.subscribe_topic(TOPIC, self._on_event)
+
+    # Dask's thread ------------------------------------------------------------------------------
+
+    def _on_event(self, event: tuple[float, Any]) -> None:
+        msg = event[1]
+        if isinstance(msg, dict) and msg.get("event") == "started":
+            self.inbox.put(
+                Started(
+                    run_id=msg["run_id"],
+                    attempt=int(msg["attempt"]),
+                    start=datetime.fromisoformat(msg["start"]),
+                    worker=str(msg["worker"]),
+                )
+            )
+            self.wake.set()
+
+    def _on_done(self, run_id: str, attempt: int, future: Future) -> None:
+        self.inbox.put(Done(run_id, attempt, future))
+        self.wake.set()
+
+    # planner loop's thread ----------------------------------------------------------------------
+
+    def submit(self, spec: JobSpec, *, resources: Mapping[str, float] | None = None) -> str:
+        key = attempt_key(spec.run_id, spec.attempt)
+        future = self.client.submit(
+            run_attempt,
+            spec,
+            key,
+            key=key,
+            pure=False,
+            retries=0,
+            resources=dict(resources) if resources else None,
+        )
+        self._watch(spec.run_id, spec.attempt, future)
+        if self.remote:
+            fire_and_forget(future)
+        return key
+
+    def _watch(self, run_id: str, attempt: int, future: Future) -> None:
+        self.futures[(run_id, attempt)] = future
+        future.add_done_callback(lambda f: self._on_done(run_id, attempt, f))
+
+    def cancel(self, run_id: str, attempt: int) -> bool:
+        """Cancel an attempt in flight; its completion will be ignored."""
+        future = self.futures.pop((run_id, attempt), None)
+        if future is None:
+            return False
+        future.cancel()
+        return True
+
+    def take(self, done: Done) -> JobOutcome | None:
+        """The outcome of a completed attempt; None if it was cancelled by us (already settled)."""
+        if self.futures.get((done.run_id, done.attempt)) is not done.future:
+            return None
+        del self.futures[(done.run_id, done.attempt)]
+        return outcome_of(done.future)
+
+    def threads_and_resources(self) -> tuple[int, tuple[dict[str, float], ...]]:
+        workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        threads = sum(int(w.get("nthreads", 0)) for w in workers.values())
+        resources = tuple(dict(w.get("resources") or {}) for w in workers.values())
+        return threads, resources
+
+    def reattach(self, keys: Mapping[str, tuple[str, int]]) -> dict[str, JobOutcome | None]:
+        """For attempts recorded as in flight by an earlier planner: re-attach those the cluster
+        still runs; return the outcome of those that finished meanwhile, and None for the lost."""
+        finished: dict[str, JobOutcome] = {}
+        for _, msg in self.client.get_events(TOPIC):
+            if isinstance(msg, dict) and msg.get("event") == "finished" and msg["key"] in keys:
+                finished[msg["key"]] = outcome_from_message(msg)
+        unknown = [k for k in keys if k not in finished]
+        alive = self.client.run_on_scheduler(_known_keys, keys=unknown) if unknown else []
+        results: dict[str, JobOutcome | None] = dict(finished)
+        for key in unknown:
+            if key in alive:
+                run_id, attempt = keys[key]
+                self._watch(run_id, attempt, Future(key, self.client))
+            else:
+                results[key] = None
+        return results
+
+
+def _known_keys(keys: list[str], dask_scheduler: Any = None) -> list[str]:
+    tasks = dask_scheduler.tasks if dask_scheduler is not None else {}
+    return [k for k in keys if k in tasks and tasks[k].state not in ("forgotten", "erred")]
+
+
+def outcome_of(future: Future) -> JobOutcome:
+    """Turn a finished future into an outcome; Dask-level failures become failed attempts."""
+    now = datetime.now(UTC)
+    if future.status == "finished":
+        result = future.result()
+        assert isinstance(result, JobOutcome)
+        return result
+    if future.status == "cancelled":
+        error = ErrorInfo(type="CancelledError", message="the attempt was cancelled by Dask")
+    else:
+        try:
+            exc = future.exception()
+        except Exception as lookup_error:  # the scheduler lost the task altogether
+            exc = lookup_error
+        error = ErrorInfo(type=type(exc).__name__, message=str(exc)[:500])
+    return JobOutcome(status=RunStatus.FAILED, start=now, end=now, worker="unknown", error=error)
