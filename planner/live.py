@@ -78,6 +78,7 @@ class LiveDriver:
         self.outcomes: dict[tuple[str, int], JobOutcome] = {}
         self.deadlines: dict[tuple[str, int], datetime] = {}
         self.recent: list[dict[str, Any]] = []  # finished attempts, newest last (bounded)
+        self.running: set[tuple[str, int]] = set()  # attempts a worker reported as started
         self.decision_buffer: list[LoggedDecision] = []
         self.listeners: list[Callable[[LiveDriver, Step], None]] = []
         now = clock()
@@ -146,7 +147,8 @@ class LiveDriver:
         while not self.stop_event.is_set():
             now = self.clock()
             events += self._collect(now)
-            if time.monotonic() >= self._next_poll:
+            polled = time.monotonic() >= self._next_poll
+            if polled:
                 events += self._poll()
             with self.lock:
                 step = self.core.handle(now, *events)
@@ -155,12 +157,70 @@ class LiveDriver:
             for listener in self.listeners:
                 listener(self, step)
             if until_idle and self.core.idle() and not self.dispatcher.futures:
-                break
+                if polled and not step.starts:
+                    break
+                self._next_poll = 0.0  # look for requests from other shells once more first
+                continue
             if until is not None and now >= until:
                 break
             self._sleep(step, now, until)
         self._flush_decisions()
         return self.summary
+
+    def snapshot(self, *, limit: int = 500) -> dict[str, Any]:
+        """A consistent, JSON-able picture of the planner for pages and status displays."""
+        with self.lock:
+            core = self.core
+            now = self.clock()
+            running = [
+                {
+                    "process": process,
+                    "run_id": f.run_id,
+                    "attempt": f.attempt,
+                    "status": (
+                        "retrying"
+                        if f.retry_at is not None
+                        else "running"
+                        if (f.run_id, f.attempt) in self.running
+                        else "queued"
+                    ),
+                    "started": f.started,
+                    "retry_at": f.retry_at,
+                }
+                for process, f in core.flights()
+            ]
+            queue = [
+                {"process": name, "reasons": [r.as_json() for r in reasons]}
+                for name, reasons in core.queue()[:limit]
+            ]
+            nodes = []
+            for name, ps in list(core.states.items())[:limit]:
+                if ps.flights:
+                    state = "running"
+                elif ps.definition.hold or not ps.definition.enabled:
+                    state = "held"
+                elif ps.candidate:
+                    state = "ready"
+                elif ps.last_outcome is not None:
+                    state = ps.last_outcome.value
+                else:
+                    state = "waiting"
+                nodes.append({"process": name, "state": state})
+            shown = {n["process"] for n in nodes}
+            edges = [(a, b) for a, b in core.dag.g.edges if a in shown and b in shown]
+            return {
+                "at": now,
+                "slots": core.slots,
+                "in_flight": core.in_flight,
+                "running": running,
+                "queue": queue,
+                "recent": list(self.recent[-100:]),
+                "failures": [r for r in self.recent if r["status"] in ("failed", "timed_out")][
+                    -20:
+                ],
+                "nodes": nodes,
+                "edges": edges,
+            }
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -182,6 +242,7 @@ class LiveDriver:
             item = inbox.get_nowait()
             if isinstance(item, Started):
                 if (item.run_id, item.attempt) in self.dispatcher.futures:
+                    self.running.add((item.run_id, item.attempt))
                     self.store.attempt_started(
                         item.run_id, item.attempt, start=item.start, worker=item.worker
                     )
@@ -201,6 +262,7 @@ class LiveDriver:
     def _finished(self, run_id: str, attempt: int, outcome: JobOutcome) -> RunFinished:
         self.outcomes[(run_id, attempt)] = outcome
         self.deadlines.pop((run_id, attempt), None)
+        self.running.discard((run_id, attempt))
         return RunFinished(
             run_id=run_id, status=outcome.status, at=outcome.end, duration_s=outcome.duration_s
         )

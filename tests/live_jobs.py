@@ -1,0 +1,47 @@
+"""Jobs for the live tests. With an in-process cluster they run in this very process, so tests
+synchronise with them through ``threading.Event``s instead of sleeping."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from typing import Any
+
+STARTED: defaultdict[str, threading.Event] = defaultdict(threading.Event)
+RELEASE: defaultdict[str, threading.Event] = defaultdict(threading.Event)
+CALLS: defaultdict[str, int] = defaultdict(int)
+
+
+def gate(name: str, timeout: float = 60.0) -> str:
+    """Signal that ``name`` started, then wait until the test releases it."""
+    CALLS[name] += 1
+    STARTED[name].set()
+    RELEASE[name].wait(timeout)
+    return name
+
+
+def flaky(name: str, failures: int = 1, ctx: Any = None) -> int:
+    """Fail the first ``failures`` attempts, then succeed."""
+    CALLS[name] += 1
+    if ctx is not None and ctx.attempt <= failures:
+        raise RuntimeError(f"{name}: attempt {ctx.attempt} fails on purpose")
+    return CALLS[name]
+
+
+def reset() -> None:
+    STARTED.clear()
+    RELEASE.clear()
+    CALLS.clear()
+
+
+def mark_and_sleep(marker: str, seconds: float = 60.0, ctx: Any = None) -> str:
+    """On the first attempt, write the worker's address to ``marker`` and hang; later, succeed."""
+    import time
+    from pathlib import Path
+
+    from distributed import get_worker
+
+    if ctx is None or ctx.attempt == 1:
+        Path(marker).write_text(get_worker().address)
+        time.sleep(seconds)  # the test kills this worker meanwhile
+    return "survived"
