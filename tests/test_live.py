@@ -165,7 +165,7 @@ processes:
     driver = _driver(store, client)
     thread = _run_in_thread(driver, until_idle=True)
     assert live_jobs.STARTED["blocker"].wait(30)
-    # another "shell": hold `once` is too late (it already ran), so trigger it again and hold blocker
+    # as if from another shell: trigger `once` again (it already ran) and hold `blocker`
     store.add_request(RequestKind.TRIGGER, at=utcnow(), process="once", params={})
     store.update_process("blocker", {"hold": True})
     live_jobs.RELEASE["blocker"].set()
