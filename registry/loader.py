@@ -1,0 +1,593 @@
+"""YAML files → one validated, frozen ``RegistryDef``; ``revise`` changes one process the same way.
+
+Theory of operation. Each file is composed into a PyYAML node tree, never loaded blind: walking
+the nodes records the line of every key path and catches duplicate keys, which a plain loader
+silently overwrites. The data constructed from the nodes is then validated piece by piece with
+the models of ``registry.schema`` — each file's settings, its ``defaults``, each process — so one
+bad process does not hide the problems of the next; pydantic's error locations are mapped back to
+lines through the recorded key paths. Rules across fields and processes follow (``run`` xor
+``command``, ancestors, pools, cycles, importable targets). Every problem of every file is
+collected, and if there is any, one ``DefinitionError`` carries them all and nothing is returned.
+
+Several files make one registry: process names are unique across them; a setting (``timezone``,
+``slots``, ``pools``, ``ranking``) may appear in several files only with equal values; a file's
+``defaults`` apply to that file's processes only. Top-level keys starting with ``x-`` are
+ignored, as in Docker Compose: a place for YAML anchors (``x-common: &common {...}``).
+
+YAML dialect: PyYAML's safe loader with YAML 1.2 booleans and numbers — only ``true``/``false``
+are booleans (a process called ``on`` or ``no`` stays a string), ``4e9`` is a float, ``010`` is
+ten and ``13:00`` is a string (YAML 1.1 reads it as 780, a base-60 integer). Timestamps follow
+YAML 1.1 (unquoted ``2026-01-01T00:00:00`` is a datetime); naive datetimes are in the registry's
+timezone and become aware.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import importlib
+import os
+import re
+import reprlib
+import sys
+import zoneinfo
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import networkx as nx
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from registry.errors import DefinitionError, Problem, ProcessNotFound
+from registry.model import Missed, ProcessDef, Ranking, RegistryDef, Source
+from registry.schema import (
+    NAME_PATTERN,
+    PROCESS_ONLY,
+    TARGET_FIELDS,
+    DefaultsSpec,
+    ProcessFields,
+    ProcessSpec,
+    Settings,
+)
+
+__all__ = ["load_files", "revise"]
+
+KeyPath = tuple[str | int, ...]
+_M = TypeVar("_M", bound=BaseModel)
+_TAG = "tag:yaml.org,2002:"
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = 60
+_short = _repr.repr
+
+
+# -- YAML dialect ----------------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader with YAML 1.2 (core schema) booleans and numbers."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag[len(_TAG) :] not in ("bool", "int", "float")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    _TAG + "bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Loader.add_implicit_resolver(
+    _TAG + "int",
+    re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
+)
+_Loader.add_implicit_resolver(
+    _TAG + "float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?
+        |[-+]?[0-9]+[eE][-+]?[0-9]+
+        |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
+        re.VERBOSE,
+    ),
+    list("-+0123456789."),
+)
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
+    if text.startswith(("0o", "0x")):
+        return int(text, 0)
+    return int(text, 10)  # YAML 1.1 would read a leading 0 as octal
+
+
+_Loader.add_constructor(_TAG + "int", _construct_int)
+
+
+# -- locations -------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Where:
+    """One file, and the 1-based line of each key path in it."""
+
+    file: str
+    lines: dict[tuple[str, ...], int] = field(default_factory=dict)
+    fallback: int | None = None  # the line of anything not indexed (``revise``: the process)
+
+    def line(self, path: KeyPath) -> int | None:
+        key = tuple(str(p) for p in path)
+        while key:
+            if key in self.lines:
+                return self.lines[key]
+            key = key[:-1]
+        return self.fallback
+
+    def problem(self, path: KeyPath, message: str) -> Problem:
+        inside = len(path) >= 2 and path[0] == "processes"
+        return Problem(
+            file=self.file,
+            line=self.line(path),
+            process=str(path[1]) if inside else None,
+            message=message,
+            path=_render(path),
+        )
+
+
+def _render(path: KeyPath) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
+
+
+def _index(node: Node, path: KeyPath, where: _Where, problems: list[Problem]) -> None:
+    """Record the line of every key and item under ``node``; report duplicate keys."""
+    if isinstance(node, MappingNode):
+        first: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, ScalarNode) or key_node.tag == _TAG + "merge":
+                continue  # merged keys keep the lines of the anchored mapping's parent
+            key, line = key_node.value, key_node.start_mark.line + 1
+            here = (*path, key)
+            where.lines[tuple(str(p) for p in here)] = line  # the last one wins, as in the data
+            if key in first:
+                what = f"process {key!r}" if path == ("processes",) else f"key {key!r}"
+                problems.append(
+                    where.problem(here, f"duplicate {what} (first at line {first[key]})")
+                )
+            first.setdefault(key, line)
+            _index(value_node, here, where, problems)
+    elif isinstance(node, SequenceNode):
+        for i, item in enumerate(node.value):
+            where.lines[tuple(str(p) for p in (*path, i))] = item.start_mark.line + 1
+            _index(item, (*path, i), where, problems)
+
+
+def _parse(path: str | os.PathLike[str], problems: list[Problem]) -> tuple[_Where, Any]:
+    """The file's location index and constructed data (``None`` if unreadable)."""
+    where = _Where(os.fspath(path))
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        problems.append(
+            Problem(file=where.file, line=None, process=None, message=f"cannot read: {reason}")
+        )
+        return where, None
+    loader: _Loader | None = None
+    try:
+        loader = _Loader(text)
+        node = loader.get_single_node()
+        if node is None:
+            return where, {}
+        _index(node, (), where, problems)
+        return where, loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        what = ", ".join(str(p) for p in (exc.context, exc.problem) if p)
+        line = mark.line + 1 if mark else None
+        problems.append(
+            Problem(file=where.file, line=line, process=None, message=f"invalid YAML: {what}")
+        )
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        line = text.count("\n", 0, exc.position) + 1
+        char = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
+        message = f"invalid YAML: character {char} is not allowed"
+        problems.append(Problem(file=where.file, line=line, process=None, message=message))
+    except (yaml.YAMLError, RecursionError) as exc:
+        problems.append(
+            Problem(file=where.file, line=None, process=None, message=f"invalid YAML: {exc}")
+        )
+    finally:
+        if loader is not None:
+            loader.dispose()
+    return where, None
+
+
+# -- validation with pydantic ----------------------------------------------------------------------
+
+
+def _validate(
+    model: type[_M],
+    data: Mapping[str, Any],
+    base: KeyPath,
+    where: _Where,
+    problems: list[Problem],
+    *,
+    also_known: Sequence[str] = (),
+) -> tuple[_M, set[str]]:
+    """The model of ``data`` without its invalid keys, and those keys (their problems reported)."""
+    try:
+        return model.model_validate(data), set()
+    except ValidationError as exc:
+        bad: set[str] = set()
+        for err in exc.errors():
+            path = (*base, *_real_path(data, err["loc"]))
+            problems.append(where.problem(path, _message(model, err, also_known)))
+            if err["loc"]:
+                bad.add(str(err["loc"][0]))
+        try:
+            return model.model_validate({k: v for k, v in data.items() if k not in bad}), bad
+        except ValidationError:  # no model has cross-field validators; belt and braces
+            return model(), set(data)
+
+
+def _real_path(data: Any, loc: Sequence[str | int]) -> KeyPath:
+    """``loc`` without pydantic's union tags: only the steps that exist in ``data``."""
+    path: list[str | int] = []
+    for step in loc:
+        in_mapping = isinstance(data, Mapping) and step in data
+        in_list = isinstance(data, list) and isinstance(step, int) and 0 <= step < len(data)
+        if in_mapping or in_list:
+            data = data[step]
+            path.append(step)
+    return tuple(path)
+
+
+def _message(model: type[BaseModel], err: ErrorDetails, also_known: Sequence[str]) -> str:
+    if err["type"] == "extra_forbidden":
+        key = str(err["loc"][-1])
+        if model is DefaultsSpec and key in PROCESS_ONLY:
+            return f"{key!r} cannot be a default; set it in each process"
+        return f"unknown key {key!r}" + _did_you_mean(key, [*model.model_fields, *also_known])
+    if err["type"] == "value_error" and "error" in err.get("ctx", {}):
+        return str(err["ctx"]["error"])
+    msg = err["msg"]
+    return f"{msg[:1].lower()}{msg[1:]}, got {_short(err['input'])}"
+
+
+def _did_you_mean(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# -- checks beyond one field -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Entry:
+    """A process being validated: where it is and its spec (invalid fields left at defaults)."""
+
+    where: _Where
+    spec: ProcessSpec
+    line: int | None
+
+
+@dataclass(slots=True)
+class _Checks:
+    """What the per-process checks need to know about the registry."""
+
+    tz: zoneinfo.ZoneInfo
+    pools: Collection[str]  # also the names of pools declared with an invalid size
+    problems: list[Problem]
+    imports: dict[str, str | None] = field(default_factory=dict)
+
+    def report(self, where: _Where, path: KeyPath, message: str) -> None:
+        self.problems.append(where.problem(path, message))
+
+
+def _check_process(
+    spec: ProcessFields,
+    raw: Mapping[str, Any],
+    own: set[str],
+    base: KeyPath,
+    where: _Where,
+    c: _Checks,
+) -> None:
+    """Rules across the fields of one process (or of a file's defaults, ``base == ("defaults",)``).
+
+    Pools, targets and the active period are checked where they are written: ``own`` are the
+    keys written at ``base`` (values inherited from ``defaults`` were checked there)."""
+    if isinstance(spec, ProcessSpec):
+        given = {key for key, value in raw.items() if value is not None}
+        if {"run", "command"} <= given:
+            c.report(where, (*base, "command"), "has both 'run' and 'command'; give exactly one")
+        elif not given & {"run", "command"}:
+            c.report(where, base, "needs 'run' (module:callable) or 'command'")
+        if {"cron", "every"} <= given:
+            c.report(where, (*base, "every"), "has both 'cron' and 'every'; give at most one")
+    start, end = _aware(spec.start_at, c.tz), _aware(spec.end_at, c.tz)
+    if own & {"start_at", "end_at"} and start is not None and end is not None and end <= start:
+        c.report(where, (*base, "end_at"), f"end_at {end} must be after start_at {start}")
+    if "pool" in own and spec.pool is not None and spec.pool not in c.pools:
+        known = ", ".join(map(repr, c.pools)) or "none are defined"
+        c.report(where, (*base, "pool"), f"unknown pool {spec.pool!r} (pools: {known})")
+    for key in TARGET_FIELDS:
+        target = getattr(spec, key, None)
+        if key in own and target is not None:
+            if target not in c.imports:
+                c.imports[target] = _import_problem(target)
+            if c.imports[target]:
+                c.report(where, (*base, key), f"{key}: {c.imports[target]}")
+
+
+@contextmanager
+def _cwd_on_sys_path() -> Iterator[None]:
+    """Import as ``python -m`` from here would: ``workflows.jobs.etl`` from the repository root."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
+def _import_problem(target: str) -> str | None:
+    """Why ``module:callable`` cannot be used, or ``None`` if it imports and is callable."""
+    module_name, _, attributes = target.partition(":")
+    try:
+        with _cwd_on_sys_path():
+            obj: Any = importlib.import_module(module_name)
+    except (Exception, SystemExit) as exc:  # a user module may raise anything while importing
+        return f"cannot import {target!r}: {type(exc).__name__}: {exc}"
+    for name in attributes.split("."):
+        try:
+            obj = getattr(obj, name)
+        except AttributeError as exc:
+            return f"cannot import {target!r}: AttributeError: {exc}"
+    if not callable(obj):
+        return f"{target!r} is not callable (it is a {type(obj).__name__})"
+    return None
+
+
+def _check_graph(entries: Mapping[str, _Entry], problems: list[Problem]) -> None:
+    """Ancestors exist, are not the process itself, are not repeated and form no cycle."""
+    graph: nx.DiGraph[str] = nx.DiGraph()
+    graph.add_nodes_from(entries)
+    for name, entry in entries.items():
+        seen: set[str] = set()
+        for i, ancestor in enumerate(entry.spec.ancestors):
+            path = ("processes", name, "ancestors", i)
+            if ancestor == name:
+                problems.append(entry.where.problem(path, "lists itself as an ancestor"))
+            elif ancestor in seen:
+                problems.append(entry.where.problem(path, f"ancestor {ancestor!r} listed twice"))
+            elif ancestor not in entries:
+                hint = _did_you_mean(ancestor, list(entries))
+                problems.append(entry.where.problem(path, f"unknown ancestor {ancestor!r}{hint}"))
+            else:
+                graph.add_edge(ancestor, name)
+            seen.add(ancestor)
+    for component in nx.strongly_connected_components(graph):
+        if len(component) < 2:
+            continue
+        sub = graph.subgraph(component)
+        start = min(component)
+        last = min(sub.predecessors(start))
+        cycle = [*nx.shortest_path(sub, start, last), start]
+        index = list(entries[start].spec.ancestors).index(last)
+        message = f"dependency cycle {' -> '.join(cycle)} (each is an ancestor of the next)"
+        problems.append(
+            entries[start].where.problem(("processes", start, "ancestors", index), message)
+        )
+
+
+# -- building the definitions ----------------------------------------------------------------------
+
+
+def _aware(value: Any, tz: zoneinfo.ZoneInfo) -> Any:
+    """Naive datetimes are in the registry's timezone; times of day stay naive."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=tz)
+    return value
+
+
+def _definition(
+    name: str, spec: ProcessSpec, tz: zoneinfo.ZoneInfo, source: Source | None
+) -> ProcessDef:
+    values = {key: getattr(spec, key) for key in ProcessSpec.model_fields}
+    values.update(
+        params=dict(spec.params),
+        resources=dict(spec.resources),
+        ancestors=tuple(spec.ancestors),
+        missed=Missed(spec.missed),
+        not_before=_aware(spec.not_before, tz),
+        start_at=_aware(spec.start_at, tz),
+        end_at=_aware(spec.end_at, tz),
+    )
+    return ProcessDef(name=name, source=source, **values)
+
+
+def load_files(paths: Sequence[str | os.PathLike[str]]) -> RegistryDef:
+    """Parse and validate YAML files into one registry; ``DefinitionError`` lists every problem."""
+    problems: list[Problem] = []
+    files = [_parse(path, problems) for path in paths]
+    chosen: dict[str, tuple[Any, _Where]] = {}
+    for where, data in files:
+        if data is not None and not isinstance(data, dict):
+            problems.append(
+                where.problem((), "the file must be a mapping of settings and processes")
+            )
+            continue
+        settings = {
+            k: v
+            for k, v in (data or {}).items()
+            if k not in ("defaults", "processes") and not str(k).startswith("x-")
+        }
+        valid, _ = _validate(
+            Settings, settings, (), where, problems, also_known=("defaults", "processes")
+        )
+        for key in sorted(valid.model_fields_set):
+            value = getattr(valid, key)
+            first, first_where = chosen.setdefault(key, (value, where))
+            if first != value:
+                at = f"{first_where.file}:{first_where.line((key,))}"
+                message = f"{key} {value!r} differs from {first!r} at {at}; files must agree"
+                problems.append(where.problem((key,), message))
+    base = Settings.model_validate({key: value for key, (value, _) in chosen.items()})
+    declared = {str(k) for _, d in files if isinstance(d, dict) for k in _mapping(d.get("pools"))}
+    checks = _Checks(tz=zoneinfo.ZoneInfo(base.timezone), pools=declared, problems=problems)
+    entries: dict[str, _Entry] = {}
+    for where, data in files:
+        if isinstance(data, dict):
+            _load_processes(data, where, entries, checks)
+    _check_graph(entries, problems)
+    if problems:
+        order = {where.file: i for i, (where, _) in enumerate(files)}
+        problems.sort(key=lambda p: (order.get(p.file, len(order)), p.line or 0))
+        raise DefinitionError(problems)
+    return RegistryDef(
+        timezone=base.timezone,
+        slots=base.slots,
+        pools=dict(base.pools),
+        ranking=Ranking(base.ranking),
+        processes={
+            name: _definition(name, e.spec, checks.tz, Source(file=e.where.file, line=e.line or 0))
+            for name, e in entries.items()
+        },
+    )
+
+
+def _mapping(value: Any) -> Mapping[Any, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _load_processes(
+    data: Mapping[str, Any], where: _Where, entries: dict[str, _Entry], c: _Checks
+) -> None:
+    defaults: Any = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        c.report(where, ("defaults",), f"defaults must be a mapping, got {_short(defaults)}")
+        defaults = {}
+    spec, bad = _validate(DefaultsSpec, defaults, ("defaults",), where, c.problems)
+    defaults = {k: v for k, v in defaults.items() if k not in bad}
+    _check_process(spec, defaults, set(defaults), ("defaults",), where, c)
+    processes: Any = data.get("processes") or {}
+    if not isinstance(processes, dict):
+        c.report(where, ("processes",), f"processes must be a mapping, got {_short(processes)}")
+        return
+    for key, body in processes.items():
+        name, base = str(key), ("processes", str(key))
+        if not re.match(NAME_PATTERN, name):
+            c.report(where, base, f"invalid process name {key!r}: must match {NAME_PATTERN}")
+        if body is None or isinstance(body, dict):
+            raw = {**defaults, **(body or {})}
+            process, _ = _validate(ProcessSpec, raw, base, where, c.problems)
+            _check_process(process, raw, set(body or {}), base, where, c)
+        else:
+            c.report(where, base, f"a process must be a mapping of fields, got {_short(body)}")
+            process = ProcessSpec()
+        if name in entries:
+            other = entries[name].where
+            at = f"{other.file}:{entries[name].line}"
+            c.report(where, base, f"duplicate process {name!r} (first defined at {at})")
+        else:
+            entries[name] = _Entry(where=where, spec=process, line=where.line(base))
+
+
+# -- revise ----------------------------------------------------------------------------------------
+
+
+def revise(registry: RegistryDef, name: str, changes: Mapping[str, Any]) -> RegistryDef:
+    """``registry`` with fields of process ``name`` changed and re-validated like YAML.
+
+    Values may be Python values or text as typed on a command line, read as YAML (``"200"`` is
+    200, ``"true"`` is True, ``"15m"`` stays a duration, ``"[a, b]"`` is a list). ``None`` (or
+    ``null``) puts a field back to its built-in default; the file's ``defaults`` are not known
+    here. Setting ``run`` drops ``command`` (and the reverse), likewise ``cron`` and ``every``,
+    unless both are in ``changes``. Targets (``run``, hooks) are import-checked only when
+    changed, so ``hold`` works from any directory.
+
+    Raises ``ProcessNotFound`` or ``DefinitionError``.
+    """
+    try:
+        process = registry.processes[name]
+    except KeyError:
+        raise ProcessNotFound(name) from None
+    source = process.source
+    where = _Where(source.file if source else "<set>", fallback=source.line if source else None)
+    raw = {
+        key: _plain(getattr(process, key))
+        for key in ProcessSpec.model_fields
+        if getattr(process, key) is not None
+    }
+    for key, value in changes.items():
+        value = _plain(_from_text(value) if isinstance(value, str) else value)
+        if value is None:
+            raw.pop(key, None)
+        else:
+            raw[key] = value
+            other = _EXCLUSIVE.get(key)
+            if other is not None and other not in changes:
+                raw.pop(other, None)  # ``set P run=m:f`` replaces the command
+    problems: list[Problem] = []
+    checks = _Checks(
+        tz=zoneinfo.ZoneInfo(registry.timezone), pools=registry.pools, problems=problems
+    )
+    base = ("processes", name)
+    spec, _ = _validate(ProcessSpec, raw, base, where, problems)
+    _check_process(spec, raw, set(changes), base, where, checks)
+    entries = {n: _entry_of(p) for n, p in registry.processes.items()}
+    entries[name] = _Entry(where=where, spec=spec, line=where.fallback)
+    _check_graph(entries, problems)
+    if problems:
+        raise DefinitionError(problems)
+    revised = _definition(name, spec, checks.tz, source)
+    return replace(registry, processes={**registry.processes, name: revised})
+
+
+_EXCLUSIVE = {"run": "command", "command": "run", "cron": "every", "every": "cron"}
+
+
+def _entry_of(process: ProcessDef) -> _Entry:
+    """Enough of an existing process for the graph checks."""
+    src = process.source
+    where = _Where(src.file if src else "<set>", fallback=src.line if src else None)
+    spec = ProcessSpec.model_construct(ancestors=list(process.ancestors))
+    return _Entry(where=where, spec=spec, line=where.fallback)
+
+
+def _from_text(text: str) -> Any:
+    """A command-line value read as a YAML scalar or flow collection; otherwise the text itself."""
+    loader: _Loader | None = None
+    try:
+        loader = _Loader(text)
+        node = loader.get_single_node()
+        if node is None or (
+            not isinstance(node, ScalarNode) and not text.lstrip().startswith(("[", "{"))
+        ):
+            return text
+        return loader.construct_document(node)
+    except yaml.YAMLError:
+        return text
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _plain(value: Any) -> Any:
+    """Python values as YAML would give them: enums as text, tuples as lists."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    return value

@@ -1,0 +1,301 @@
+"""The registry's YAML document as pydantic models: the shape of each part and per-field rules.
+
+``registry.loader`` validates each part of a file separately with these models — the settings,
+the file's ``defaults``, each process — so that one bad process does not hide the problems of the
+next, and maps pydantic's error locations back to lines. Rules that involve several fields or
+several processes (exactly one of ``run``/``command``, ancestors exist, no cycles, importable
+targets, ``end_at`` after ``start_at``) live in the loader, which knows files and lines.
+``json_schema()`` is the JSON Schema that ``planner schema`` prints.
+
+Types are strict: YAML gives real booleans and numbers, so ``priority: "high"`` or
+``retries: "3"`` is an error rather than a silent conversion. The exceptions are deliberate:
+durations are a number of seconds or a string (``15m``); resource amounts may be numeric strings,
+because YAML 1.1 reads ``4e9`` as a string; times and datetimes may be YAML timestamps or strings.
+
+``defaults`` may hold every process field except those that say *what* and *when* to run —
+``run``, ``command``, ``cron``, ``every`` and ``ancestors`` — since a default for them would make
+every process of the file the same job. A process's own value replaces the default wholesale
+(``params`` and ``resources`` are not merged key by key).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+import zoneinfo
+from datetime import date, datetime, time, timedelta
+from typing import Annotated, Any, Literal
+
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+
+from registry.durations import DURATION_PATTERN, parse_duration
+
+__all__ = [
+    "NAME_PATTERN",
+    "PROCESS_ONLY",
+    "TARGET_FIELDS",
+    "TARGET_PATTERN",
+    "DefaultsSpec",
+    "ProcessSpec",
+    "RegistryDocument",
+    "Settings",
+    "json_schema",
+]
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+TARGET_PATTERN = rf"^{_IDENT}(?:\.{_IDENT})*:{_IDENT}(?:\.{_IDENT})*$"
+TIME_OF_DAY_PATTERN = r"^(?:[01]?[0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9])?$"
+#: process fields that ``defaults`` may not hold
+PROCESS_ONLY = frozenset({"run", "command", "cron", "every", "ancestors"})
+#: fields naming a "module:callable" that must be importable
+TARGET_FIELDS = ("run", "on_success", "on_failure", "on_cancel")
+
+
+# -- field validators (ValueError messages end up in the user's error list verbatim) ------------
+
+
+def _duration(value: Any) -> timedelta:
+    return parse_duration(value)
+
+
+def _positive_duration(value: Any) -> timedelta:
+    result = parse_duration(value)
+    if not result:
+        raise ValueError(f"duration must be greater than zero, got {value!r}")
+    return result
+
+
+def _cron(value: Any) -> str:
+    if not isinstance(value, str) or not croniter.is_valid(value):
+        raise ValueError(f"invalid cron expression {value!r}")
+    return value
+
+
+def _target(value: Any) -> str:
+    if not isinstance(value, str) or not re.match(TARGET_PATTERN, value):
+        raise ValueError(f"expected 'module:callable', got {value!r}")
+    return value
+
+
+def _command(value: Any) -> tuple[str, ...] | str:
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("command is empty")
+        return value
+    if isinstance(value, list | tuple):
+        if not value:
+            raise ValueError("command is empty")
+        bad = [item for item in value if not isinstance(item, str)]
+        if bad:
+            raise ValueError(f"command items must be strings (quote them), got {bad[0]!r}")
+        return tuple(value)
+    raise ValueError(f"command must be a string or a list of strings, got {value!r}")
+
+
+def _datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise ValueError(f"expected an ISO-8601 datetime such as 2026-01-01T03:00:00, got {value!r}")
+
+
+def _not_before(value: Any) -> time | datetime:
+    if isinstance(value, time):
+        return value
+    if isinstance(value, str) and re.match(TIME_OF_DAY_PATTERN, value.strip()):
+        hour, minute, second, *_ = [*(int(part) for part in value.strip().split(":")), 0]
+        return time(hour, minute, second)
+    try:
+        return _datetime(value)
+    except ValueError:
+        raise ValueError(
+            f"expected a time of day HH:MM[:SS] or an ISO-8601 datetime, got {value!r}"
+        ) from None
+
+
+def _amount(value: Any) -> float:
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            number = float(value)
+    if number is None or not math.isfinite(number) or number < 0:
+        raise ValueError(f"resource amount must be a number >= 0, got {value!r}")
+    return number
+
+
+def _json_value(value: Any, where: str) -> None:
+    if value is None or isinstance(value, str | bool | int | float):
+        return
+    if isinstance(value, list):
+        for item in value:
+            _json_value(item, where)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where} keys must be strings, got {key!r}")
+            _json_value(item, where)
+        return
+    raise ValueError(f"{where} must be plain JSON values (quote dates and times), got {value!r}")
+
+
+def _params(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"params must be a mapping of keyword arguments, got {value!r}")
+    _json_value(value, "params")
+    return value
+
+
+def _timezone(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"timezone must be an IANA name such as 'Europe/Madrid', got {value!r}")
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r}") from None
+    return value
+
+
+_DURATION_JSON = {
+    "anyOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": DURATION_PATTERN},
+    ],
+    "description": "seconds, or a number with a unit: 90s, 15m, 6h, 1d, 1h30m",
+}
+_DATETIME_JSON = {"type": "string", "description": "ISO-8601 datetime; naive means registry tz"}
+
+Duration = Annotated[timedelta, PlainValidator(_duration), WithJsonSchema(_DURATION_JSON)]
+PositiveDuration = Annotated[
+    timedelta, PlainValidator(_positive_duration), WithJsonSchema(_DURATION_JSON)
+]
+Cron = Annotated[
+    str, PlainValidator(_cron), WithJsonSchema({"type": "string", "description": "croniter"})
+]
+Target = Annotated[
+    str, PlainValidator(_target), WithJsonSchema({"type": "string", "pattern": TARGET_PATTERN})
+]
+Command = Annotated[
+    tuple[str, ...] | str,
+    PlainValidator(_command),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            ]
+        }
+    ),
+]
+DateTimeValue = Annotated[datetime, PlainValidator(_datetime), WithJsonSchema(_DATETIME_JSON)]
+NotBefore = Annotated[
+    time | datetime,
+    PlainValidator(_not_before),
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": TIME_OF_DAY_PATTERN}, _DATETIME_JSON]}),
+]
+Amount = Annotated[
+    float,
+    PlainValidator(_amount),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": r"^[0-9.eE+-]+$"},
+            ]
+        }
+    ),
+]
+Params = Annotated[dict[str, Any], PlainValidator(_params), WithJsonSchema({"type": "object"})]
+ProcessName = Annotated[str, Field(pattern=NAME_PATTERN)]
+Timezone = Annotated[
+    str, PlainValidator(_timezone), WithJsonSchema({"type": "string", "description": "IANA name"})
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ProcessFields(_Strict):
+    """The process fields that ``defaults`` may also set."""
+
+    params: Params = Field(default_factory=dict, description="keyword arguments of the callable")
+    priority: int = Field(default=0, description="higher runs first")
+    reserve: bool = Field(default=False, description="keep a slot free for it at its due time")
+    not_before: NotBefore | None = None
+    refresh_window: Duration | None = Field(
+        default=None, description="no new start within this time"
+    )
+    pool: str | None = None
+    max_active: int = Field(default=1, ge=1, description="concurrent runs of this process")
+    resources: dict[str, Amount] = Field(default_factory=dict, description="Dask resources")
+    expected_duration: PositiveDuration | None = None
+    retries: int = Field(default=0, ge=0)
+    retry_delay: Duration = timedelta(0)
+    retry_backoff: float = Field(
+        default=1.0, ge=1.0, allow_inf_nan=False, description="delay multiplier per attempt"
+    )
+    timeout: PositiveDuration | None = None
+    hold: bool = False
+    enabled: bool = True
+    start_at: DateTimeValue | None = None
+    end_at: DateTimeValue | None = None
+    max_runs: int | None = Field(default=None, ge=1, description="stop after this many successes")
+    missed: Literal["latest", "all", "skip"] = "latest"
+    on_success: Target | None = None
+    on_failure: Target | None = None
+    on_cancel: Target | None = None
+
+
+class DefaultsSpec(ProcessFields):
+    """Defaults for the processes of one file (every field but run/command/cron/every/ancestors)."""
+
+
+class ProcessSpec(ProcessFields):
+    """One process as written in YAML (exactly one of ``run``/``command``)."""
+
+    run: Target | None = Field(default=None, description="'module:callable'")
+    command: Command | None = Field(
+        default=None, description="shell command (string) or argv (list)"
+    )
+    cron: Cron | None = None
+    every: PositiveDuration | None = None
+    ancestors: list[ProcessName] = Field(default_factory=list)
+
+
+class Settings(_Strict):
+    """The registry-wide settings; files that repeat one must agree on its value."""
+
+    timezone: Timezone = "UTC"
+    slots: int | None = Field(default=None, ge=1, description="cap on concurrent runs")
+    pools: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    ranking: Literal["adp", "priority"] = "adp"
+
+
+class RegistryDocument(Settings):
+    """A whole registry file (used for the JSON Schema; the loader validates it piecewise)."""
+
+    defaults: DefaultsSpec | None = None
+    processes: dict[ProcessName, ProcessSpec | None] | None = None
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a registry YAML file."""
+    schema = RegistryDocument.model_json_schema()
+    # pydantic turns the key pattern into patternProperties; other names must not slip through
+    processes = schema["properties"]["processes"]["anyOf"][0]
+    processes["additionalProperties"] = False
+    schema["patternProperties"] = {"^x-": {}}  # ignored keys, a place for YAML anchors
+    schema["title"] = "dask-planner registry"
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
