@@ -78,6 +78,8 @@ def outcome_to_message(outcome: JobOutcome) -> dict[str, Any]:
         "worker": outcome.worker,
         "error": error,
         "result": outcome.result,
+        "state_changed": outcome.state_changed,
+        "new_state": outcome.new_state,
     }
 
 
@@ -90,6 +92,8 @@ def outcome_from_message(msg: Mapping[str, Any]) -> JobOutcome:
         worker=msg.get("worker") or "unknown",
         error=ErrorInfo(**error) if error else None,
         result=msg.get("result"),
+        state_changed=bool(msg.get("state_changed")),
+        new_state=msg.get("new_state"),
     )
 
 
@@ -117,13 +121,17 @@ class Dispatcher:
         self.inbox: queue.SimpleQueue[Started | Done] = queue.SimpleQueue()
         self.wake = threading.Event()
         self.futures: dict[tuple[str, int], Future] = {}
+        self.finished: dict[str, dict[str, Any]] = {}  # outcome messages by key, not yet taken
         client.subscribe_topic(TOPIC, self._on_event)
 
     # Dask's thread ------------------------------------------------------------------------------
 
     def _on_event(self, event: tuple[float, Any]) -> None:
         msg = event[1]
-        if isinstance(msg, dict) and msg.get("event") == "started":
+        if isinstance(msg, dict) and msg.get("event") == "finished":
+            # the outcome travels with the event: no gather round trip when the future completes
+            self.finished[msg["key"]] = msg
+        elif isinstance(msg, dict) and msg.get("event") == "started":
             self.inbox.put(
                 Started(
                     run_id=msg["run_id"],
@@ -166,6 +174,7 @@ class Dispatcher:
         if future is None:
             return False
         future.cancel()
+        self.finished.pop(attempt_key(run_id, attempt), None)
         return True
 
     def take(self, done: Done) -> JobOutcome | None:
@@ -173,6 +182,9 @@ class Dispatcher:
         if self.futures.get((done.run_id, done.attempt)) is not done.future:
             return None
         del self.futures[(done.run_id, done.attempt)]
+        msg = self.finished.pop(attempt_key(done.run_id, done.attempt), None)
+        if msg is not None and done.future.status == "finished":
+            return outcome_from_message(msg)
         return outcome_of(done.future)
 
     def threads_and_resources(self) -> tuple[int, tuple[dict[str, float], ...]]:
