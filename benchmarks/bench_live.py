@@ -12,6 +12,7 @@ Run: ``python -m benchmarks.bench_live [--chain 500] [--jobs 10000] [--quick]``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import tempfile
 import time
@@ -73,7 +74,7 @@ def planner_chain_gaps(client: Client, n: int, db: Path) -> list[float]:
     attempts = sorted(store.history(limit=None), key=lambda a: a.process)
     store.close()
     gaps: list[float] = []
-    for prev, nxt in zip(attempts, attempts[1:], strict=False):
+    for prev, nxt in itertools.pairwise(attempts):
         assert prev.end is not None and nxt.start is not None
         gaps.append((nxt.start - prev.end).total_seconds() * 1000)
     return gaps
