@@ -238,6 +238,18 @@ class LiveDriver:
     def _collect(self, now: datetime) -> list[Event]:
         events: list[Event] = []
         inbox = self.dispatcher.inbox
+        with self.store.batch():
+            self._drain(inbox, events)
+        for (run_id, attempt), deadline in list(self.deadlines.items()):
+            if deadline <= now and self.dispatcher.cancel(run_id, attempt):
+                error = ErrorInfo(type="Timeout", message="no answer from the worker in time")
+                outcome = JobOutcome(
+                    status=RunStatus.TIMED_OUT, start=now, end=now, worker="unknown", error=error
+                )
+                events.append(self._finished(run_id, attempt, outcome))
+        return events
+
+    def _drain(self, inbox: Any, events: list[Event]) -> None:
         while not inbox.empty():
             item = inbox.get_nowait()
             if isinstance(item, Started):
@@ -250,14 +262,6 @@ class LiveDriver:
                 outcome = self.dispatcher.take(item)
                 if outcome is not None:
                     events.append(self._finished(item.run_id, item.attempt, outcome))
-        for (run_id, attempt), deadline in list(self.deadlines.items()):
-            if deadline <= now and self.dispatcher.cancel(run_id, attempt):
-                error = ErrorInfo(type="Timeout", message="no answer from the worker in time")
-                outcome = JobOutcome(
-                    status=RunStatus.TIMED_OUT, start=now, end=now, worker="unknown", error=error
-                )
-                events.append(self._finished(run_id, attempt, outcome))
-        return events
 
     def _finished(self, run_id: str, attempt: int, outcome: JobOutcome) -> RunFinished:
         self.outcomes[(run_id, attempt)] = outcome
@@ -318,6 +322,15 @@ class LiveDriver:
     # -- carrying out a step ----------------------------------------------------------------------
 
     def _carry_out(self, step: Step) -> None:
+        """Record the step (one transaction), then act on it: submit the new attempts."""
+        with self.store.batch():
+            self._record_settled(step)
+            specs = self._record_starts(step)
+        for spec, resources in specs:
+            self.dispatcher.submit(spec, resources=resources)
+        self.decision_buffer += [_logged(step.at, d) for d in step.decisions]
+
+    def _record_settled(self, step: Step) -> None:
         registry = self.core.registry
         for s in step.settled:
             outcome = self.outcomes.pop((s.run_id, s.attempt), None)
@@ -355,6 +368,10 @@ class LiveDriver:
                     error=outcome.error,
                     cwd=self.cwd,
                 )
+
+    def _record_starts(self, step: Step) -> list[tuple[JobSpec, dict[str, float]]]:
+        registry = self.core.registry
+        specs: list[tuple[JobSpec, dict[str, float]]] = []
         for start in step.starts:
             definition = registry.processes[start.process]
             if start.attempt == 1:
@@ -378,13 +395,13 @@ class LiveDriver:
                 final_attempt=start.final_attempt,
                 cwd=self.cwd,
             )
-            self.dispatcher.submit(spec, resources=definition.resources)
+            specs.append((spec, dict(definition.resources)))
             if definition.timeout is not None:
                 self.deadlines[(start.run_id, start.attempt)] = (
                     start.decided_at + definition.timeout + TIMEOUT_GRACE
                 )
             self.summary.started += 1
-        self.decision_buffer += [_logged(step.at, d) for d in step.decisions]
+        return specs
 
     def _note_finished(
         self, process: str, run_id: str, attempt: int, status: str, duration: float | None

@@ -2,7 +2,8 @@
 
 The store keeps each process as such a document (plus a few promoted columns that operators may
 edit with SQL). Documents written here were validated before; ``process_from_document`` trusts
-them. Durations are stored as seconds, datetimes as ISO-8601 with offset, times of day as "HH:MM:SS".
+them. Durations are stored as seconds, datetimes as ISO-8601 with offset, times of day as
+"HH:MM:SS".
 """
 
 from __future__ import annotations

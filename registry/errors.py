@@ -2,7 +2,7 @@
 
     PlannerError                      base of everything raised on purpose
     ├── DefinitionError(ValueError)   the user's YAML (or a ``planner set`` value) is wrong;
-    │                                 carries every ``Problem`` found, each naming file, line, process
+    │                                 carries every ``Problem`` found (file, line, process)
     ├── ProcessNotFound(LookupError)  a command named a process the registry does not have
     ├── RunNotFound(LookupError)      a command named a run id the store does not have
     └── IllegalTransition(RuntimeError)  a run status change the lifecycle table forbids

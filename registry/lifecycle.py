@@ -45,7 +45,7 @@ TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     _S.QUEUED: frozenset({_S.RUNNING, _S.SUCCEEDED, _S.FAILED, _S.CANCELLED, _S.TIMED_OUT}),
     _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.CANCELLED, _S.TIMED_OUT}),
     _S.RETRYING: frozenset({_S.QUEUED, _S.CANCELLED}),
-    # a failed or timed-out attempt may be followed by a retry; the run then leaves its terminal state
+    # a failed or timed-out attempt may be followed by a retry: the run leaves its terminal state
     _S.FAILED: frozenset({_S.RETRYING}),
     _S.TIMED_OUT: frozenset({_S.RETRYING}),
     _S.SUCCEEDED: frozenset(),

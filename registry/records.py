@@ -81,7 +81,7 @@ class RequestKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Request:
-    """An operator's request, written by one process (the CLI) and handled by the running planner."""
+    """An operator's request, written by the CLI and handled by the running planner."""
 
     id: int
     kind: RequestKind

@@ -23,6 +23,7 @@ change raises ``IllegalTransition`` before anything is written.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -85,6 +86,7 @@ class SqlStore:
         self.url = url
         self._engine = _make_engine(url)
         self._sqlite = self._engine.dialect.name == "sqlite"
+        self._local = threading.local()  # the connection of the batch open on this thread
         self._create_tables()
 
     @property
@@ -113,7 +115,27 @@ class SqlStore:
     # -- transactions -------------------------------------------------------------------------
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group the writes made inside into one transaction, committed when the block ends.
+
+        The live loop wraps each turn's records in a batch (one commit instead of one per run)
+        and acts on them — submits to Dask — only after the block has committed."""
+        if getattr(self._local, "conn", None) is not None:
+            yield  # already inside a batch on this thread
+            return
+        with self._write() as conn:
+            self._local.conn = conn
+            try:
+                yield
+            finally:
+                self._local.conn = None
+
+    @contextmanager
     def _write(self) -> Iterator[Connection]:
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
+            return
         with self._engine.connect() as conn:
             conn.execution_options(planner_write=True)
             with conn.begin():
@@ -121,6 +143,10 @@ class SqlStore:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
+        current = getattr(self._local, "conn", None)
+        if current is not None:  # see this batch's own uncommitted writes
+            yield current
+            return
         with self._engine.connect() as conn:
             if not self._sqlite:
                 conn.execution_options(isolation_level="REPEATABLE READ")

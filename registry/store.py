@@ -4,7 +4,7 @@
 PostgreSQL). ``open_store(url)`` picks the URL from the argument, ``PLANNER_DB`` or the default
 SQLite file ``planner.db`` in the working directory.
 
-Rules every implementation keeps (the contract tests in ``tests/test_store_contract.py`` check them):
+Rules every implementation keeps (``tests/test_store_contract.py`` checks them):
 
 - ``apply`` is atomic: all processes and settings change in one transaction, or nothing does.
 - Every write commits before the method returns (a crash after it loses nothing).
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -159,6 +160,10 @@ class Store(Protocol):
 
     def decisions(self, process: str | None = None, *, limit: int = 50) -> list[LoggedDecision]:
         """Newest first."""
+        ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Writes inside share one transaction, committed (all or nothing) when the block ends."""
         ...
 
     def close(self) -> None: ...

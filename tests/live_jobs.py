@@ -45,3 +45,19 @@ def mark_and_sleep(marker: str, seconds: float = 60.0, ctx: Any = None) -> str:
         Path(marker).write_text(get_worker().address)
         time.sleep(seconds)  # the test kills this worker meanwhile
     return "survived"
+
+
+def wait_for_file(marker: str, release: str, timeout: float = 120.0) -> str:
+    """Write ``marker``, then wait (polling, inside the job) until ``release`` exists.
+
+    For tests whose planner runs in another process, where events cannot be shared."""
+    import time
+    from pathlib import Path
+
+    Path(marker).write_text("started")
+    deadline = time.monotonic() + timeout
+    while not Path(release).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{release} never appeared")
+        time.sleep(0.02)
+    return "released"
