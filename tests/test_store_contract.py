@@ -590,3 +590,23 @@ def test_concurrent_writers_on_one_sqlite_file(two_stores: tuple[SqlStore, SqlSt
     histories = two_stores[0].load_histories()
     assert {name: h.successes for name, h in histories.items()} == {"a": 30, "b": 30}
     assert {name: h.runs_created for name, h in histories.items()} == {"a": 30, "b": 30}
+
+
+def test_batch_commits_all_writes_together(store: SqlStore) -> None:
+    store.apply(registry(proc("a")), now=at(0))
+    with store.batch():
+        store.create_run(run_id="a-1", process="a", scheduled=at(1), queued=at(1), params={})
+        # the batch sees its own writes before they are committed
+        assert [r.run_id for r in store.active_runs()] == ["a-1"]
+        store.attempt_started("a-1", 1, start=at(2), worker="w")
+    (active,) = store.active_runs()
+    assert active.status is RunStatus.RUNNING
+
+
+def test_batch_rolls_back_everything_on_error(store: SqlStore) -> None:
+    store.apply(registry(proc("a")), now=at(0))
+    with pytest.raises(IllegalTransition), store.batch():
+        store.create_run(run_id="a-1", process="a", scheduled=at(1), queued=at(1), params={})
+        store.create_run(run_id="a-1", process="a", scheduled=at(1), queued=at(1), params={})
+    assert store.active_runs() == []
+    assert store.history() == []
