@@ -354,7 +354,12 @@ class LiveDriver:
             if outcome.status is RunStatus.SUCCEEDED and outcome.state_changed:
                 self.store.save_state(s.process, outcome.new_state)
             self._note_finished(
-                s.process, s.run_id, s.attempt, attempt_status.value, outcome.duration_s
+                s.process,
+                s.run_id,
+                s.attempt,
+                attempt_status.value,
+                outcome.duration_s,
+                error=outcome.error,
             )
             definition = registry.processes.get(s.process)
             if s.status is RunStatus.CANCELLED and definition and definition.on_cancel:
@@ -404,7 +409,14 @@ class LiveDriver:
         return specs
 
     def _note_finished(
-        self, process: str, run_id: str, attempt: int, status: str, duration: float | None
+        self,
+        process: str,
+        run_id: str,
+        attempt: int,
+        status: str,
+        duration: float | None,
+        *,
+        error: ErrorInfo | None = None,
     ) -> None:
         self.summary.statuses[status] += 1
         self.summary.runs.append((process, run_id, attempt, status, duration))
@@ -416,6 +428,7 @@ class LiveDriver:
                 "status": status,
                 "duration_s": duration,
                 "at": self.clock(),
+                "error": None if error is None else f"{error.type}: {error.message}",
             }
         )
         del self.recent[:-200]
