@@ -54,7 +54,8 @@ def connect(
             n_workers=n_workers,
             threads_per_worker=threads_per_worker,
             dashboard_address=dashboard_address,
-            host="127.0.0.1",
+            # worker processes talk TCP on loopback; threads in one process use Dask's inproc
+            **({"host": "127.0.0.1"} if processes else {}),
         )
         client = Client(cluster)
         try:

@@ -122,6 +122,7 @@ class Dispatcher:
         self.wake = threading.Event()
         self.futures: dict[tuple[str, int], Future] = {}
         self.finished: dict[str, dict[str, Any]] = {}  # outcome messages by key, not yet taken
+        self.reattached: dict[str, tuple[str, int]] = {}  # keys claimed after a restart
         client.subscribe_topic(TOPIC, self._on_event)
 
     # Dask's thread ------------------------------------------------------------------------------
@@ -183,7 +184,7 @@ class Dispatcher:
             return None
         del self.futures[(done.run_id, done.attempt)]
         msg = self.finished.pop(attempt_key(done.run_id, done.attempt), None)
-        if msg is not None and done.future.status == "finished":
+        if msg is not None and (done.future.status == "finished" or not done.future.done()):
             return outcome_from_message(msg)
         return outcome_of(done.future)
 
@@ -206,10 +207,29 @@ class Dispatcher:
         for key in unknown:
             if key in alive:
                 run_id, attempt = keys[key]
-                self._watch(run_id, attempt, Future(key, self.client))
+                future = Future(key, self.client)
+                # A Future built from a key does not tell the scheduler we want the result; this
+                # is the message fire_and_forget and submit send, naming our client.
+                self.client._send_to_scheduler(
+                    {"op": "client-desires-keys", "keys": [key], "client": self.client.id}
+                )
+                self._watch(run_id, attempt, future)
+                self.reattached[key] = (run_id, attempt)
             else:
                 results[key] = None
         return results
+
+    def check_reattached(self) -> None:
+        """An attempt that finished between our look at the scheduler and our claim on its key
+        is forgotten by the scheduler, so its future never completes; its finished event does."""
+        for key, (run_id, attempt) in list(self.reattached.items()):
+            future = self.futures.get((run_id, attempt))
+            if future is None or future.done():
+                del self.reattached[key]
+            elif key in self.finished:
+                del self.reattached[key]
+                self.inbox.put(Done(run_id, attempt, future))
+                self.wake.set()
 
 
 def _known_keys(keys: list[str], dask_scheduler: Any = None) -> list[str]:

@@ -301,6 +301,7 @@ class LiveDriver:
                     events.append(event)
         if requests:
             self.store.mark_handled([r.id for r in requests], at=now)
+        self.dispatcher.check_reattached()
         capacity = self.dispatcher.threads_and_resources()
         if capacity != self.capacity:
             self.capacity = capacity
