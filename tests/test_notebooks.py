@@ -1,0 +1,155 @@
+"""The notebooks run top to bottom, and the helpers they use (``planner.notebook``) do their job.
+
+Each notebook in ``notebooks/`` is executed with nbclient on a kernel of *this* interpreter: the
+test writes a ``python3`` kernelspec pointing at ``sys.executable`` into a temporary
+``JUPYTER_PATH`` (searched before the user's and the system's kernels), so it neither needs nor gets
+fooled by a kernel installed elsewhere. The kernel starts in ``notebooks/``, as Jupyter would,
+which also exercises the notebooks' search for the repository root.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import nbformat
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+from nbclient import NotebookClient
+
+from planner import notebook as nb
+from planner.core import Planner
+from planner.simulate import Outcome, simulate
+from registry.lifecycle import RunStatus
+from registry.loader import load_files
+from registry.sqlstore import SqlStore
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+CELL_TIMEOUT_S = 120
+KERNEL = "python3"
+
+
+@pytest.fixture
+def own_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A ``python3`` kernelspec for this interpreter, and a kernel environment kept in tmp_path."""
+    spec_dir = tmp_path / "jupyter" / "kernels" / KERNEL
+    spec_dir.mkdir(parents=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (tests)",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.delenv("PLANNER_DB", raising=False)  # the history notebook must use its demo DB
+    assert KernelSpecManager().get_kernel_spec(KERNEL).argv[0] == sys.executable
+    yield
+
+
+def test_there_are_notebooks() -> None:
+    assert {p.name for p in NOTEBOOKS} >= {"explore_plan.ipynb", "history.ipynb"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_committed_without_outputs(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    assert notebook.metadata.kernelspec.name == KERNEL
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{path.name}: outputs in cell {cell.id}"
+            assert cell.execution_count is None, f"{path.name}: execution count in {cell.id}"
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.usefixtures("own_kernel")
+def test_notebook_runs(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook,
+        timeout=CELL_TIMEOUT_S,
+        kernel_name=KERNEL,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    client.execute()  # raises CellExecutionError, naming the cell, on any error
+    errors = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if output.output_type == "error"
+    ]
+    assert errors == []
+
+
+# -- planner.notebook ------------------------------------------------------------------------------
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_plan_table_keeps_the_planners_order_and_reasons() -> None:
+    registry = load_files([ROOT / "workflows" / "adp.yaml"])
+    planner = Planner(registry, now=START, applied_at=dict.fromkeys(registry.processes, START))
+    table = nb.plan_table(planner.plan(START.replace(hour=2, minute=59)))
+    assert list(table.columns) == ["process", "decision", "codes", "reasons"]
+    rows = table.set_index("process")
+    assert rows.loc["A", "codes"] == "not_due"
+    assert rows.loc["B", "codes"] == "not_before, ancestors"
+
+
+def test_compare_simulations_reports_first_starts() -> None:
+    registry = load_files([ROOT / "workflows" / "adp.yaml"])
+    start = START.replace(hour=1)
+    sims = {
+        str(slots): simulate(registry, start=start, until=start + timedelta(days=1), slots=slots)
+        for slots in (1, 2)
+    }
+    table = nb.compare_simulations(sims, processes=["A", "B"])
+    assert table.loc["2", "A start"] == "03:00"
+    assert table.loc["2", "B start"] == "03:30"
+    assert table.loc["1", "slots"] == 1
+
+
+def test_record_simulation_writes_what_the_simulator_ran(tmp_path: Path) -> None:
+    registry = load_files([ROOT / "workflows" / "nightly.yaml"])
+    failing = {"transform": Outcome(duration=timedelta(seconds=1), status=RunStatus.FAILED)}
+    sim = simulate(registry, start=START, until=START + timedelta(days=1), outcomes=failing)
+    finished = [r for r in sim.runs if r.status is not RunStatus.RUNNING]
+    with SqlStore(f"sqlite:///{(tmp_path / 'h.db').as_posix()}") as store:
+        store.apply(registry, now=START)
+        written = nb.record_simulation(
+            store, registry, sim, latency=lambda run: timedelta(milliseconds=100)
+        )
+        frame = nb.attempts_frame(store.history())
+        histories = store.load_histories()
+    assert written == len(finished) == len(frame)
+    transform = frame[frame["process"] == "transform"]
+    assert list(transform["attempt"]) == [1, 2, 3]  # retries: 2
+    assert set(transform["error_type"]) == {"SimulatedFailure"}
+    assert histories["transform"].last_outcome is RunStatus.FAILED
+    cleanup = frame[frame["process"] == "cleanup"].iloc[0]
+    assert cleanup["scheduled"] == START.replace(hour=3)  # a cron run is scheduled at its fire
+    assert cleanup["delay_s"] == pytest.approx(0.1)
+    summary = nb.duration_summary(frame)
+    assert summary.loc["transform", "failed"] == 3
+    assert summary.loc["transform", "succeeded"] == 0
+
+
+def test_random_outcomes_are_seeded() -> None:
+    registry = load_files([ROOT / "workflows" / "nightly.yaml"])
+
+    def draws(seed: int) -> list[Outcome]:
+        outcomes = nb.RandomOutcomes(registry, seed=seed, failure_rates={"transform": 0.5})
+        return [outcomes["transform"] for _ in range(20)]
+
+    assert draws(3) == draws(3)
+    assert {o.status for o in draws(3)} == {RunStatus.SUCCEEDED, RunStatus.FAILED}
