@@ -233,29 +233,47 @@ class ProcessFields(_Strict):
     params: Params = Field(default_factory=dict, description="keyword arguments of the callable")
     priority: int = Field(default=0, description="higher runs first")
     reserve: bool = Field(default=False, description="keep a slot free for it at its due time")
-    not_before: NotBefore | None = None
-    refresh_window: Duration | None = Field(
-        default=None, description="no new start within this time"
+    not_before: NotBefore | None = Field(
+        default=None,
+        description='"HH:MM" each day in the registry timezone, or an ISO-8601 datetime',
     )
-    pool: str | None = None
+    refresh_window: Duration | None = Field(
+        default=None,
+        description="no new start within this time of the last start; a single process with it"
+        " reruns after each fresh success of its ancestors",
+    )
+    pool: str | None = Field(default=None, description="a pool named under `pools`")
     max_active: int = Field(default=1, ge=1, description="concurrent runs of this process")
-    resources: dict[str, Amount] = Field(default_factory=dict, description="Dask resources")
-    expected_duration: PositiveDuration | None = None
-    retries: int = Field(default=0, ge=0)
-    retry_delay: Duration = timedelta(0)
+    resources: dict[str, Amount] = Field(
+        default_factory=dict, description="Dask worker resources it needs"
+    )
+    expected_duration: PositiveDuration | None = Field(
+        default=None, description="used for ranking and reservations until history has p90"
+    )
+    retries: int = Field(default=0, ge=0, description="extra attempts after a failure")
+    retry_delay: Duration = Field(default=timedelta(0), description="wait before the first retry")
     retry_backoff: float = Field(
         default=1.0, ge=1.0, allow_inf_nan=False, description="delay multiplier per attempt"
     )
-    timeout: PositiveDuration | None = None
-    hold: bool = False
-    enabled: bool = True
-    start_at: DateTimeValue | None = None
-    end_at: DateTimeValue | None = None
+    timeout: PositiveDuration | None = Field(
+        default=None, description="an attempt running longer is timed_out (commands are killed)"
+    )
+    hold: bool = Field(default=False, description="never started while true")
+    enabled: bool = Field(default=True, description="never started while false")
+    start_at: DateTimeValue | None = Field(
+        default=None, description="active period start; fire times count from it"
+    )
+    end_at: DateTimeValue | None = Field(default=None, description="active period end")
     max_runs: int | None = Field(default=None, ge=1, description="stop after this many successes")
-    missed: Literal["latest", "all", "skip"] = "latest"
-    on_success: Target | None = None
-    on_failure: Target | None = None
-    on_cancel: Target | None = None
+    missed: Literal["latest", "all", "skip"] = Field(
+        default="latest",
+        description="fires missed while late or down: one run, one run each, or none",
+    )
+    on_success: Target | None = Field(default=None, description="hook 'module:callable'")
+    on_failure: Target | None = Field(
+        default=None, description="hook, after the last attempt failed"
+    )
+    on_cancel: Target | None = Field(default=None, description="hook, after a cancel")
 
 
 class DefaultsSpec(ProcessFields):
@@ -265,22 +283,38 @@ class DefaultsSpec(ProcessFields):
 class ProcessSpec(ProcessFields):
     """One process as written in YAML (exactly one of ``run``/``command``)."""
 
-    run: Target | None = Field(default=None, description="'module:callable'")
+    run: Target | None = Field(
+        default=None, description="a callable, called with params as keyword arguments"
+    )
     command: Command | None = Field(
         default=None, description="shell command (string) or argv (list)"
     )
-    cron: Cron | None = None
-    every: PositiveDuration | None = None
-    ancestors: list[ProcessName] = Field(default_factory=list)
+    cron: Cron | None = Field(
+        default=None, description="recurrent: cron expression in the registry timezone"
+    )
+    every: PositiveDuration | None = Field(
+        default=None, description="recurrent: fixed interval from when it was first applied"
+    )
+    ancestors: list[ProcessName] = Field(
+        default_factory=list, description="processes that must have a fresh success first"
+    )
 
 
 class Settings(_Strict):
     """The registry-wide settings; files that repeat one must agree on its value."""
 
-    timezone: Timezone = "UTC"
-    slots: int | None = Field(default=None, ge=1, description="cap on concurrent runs")
-    pools: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
-    ranking: Literal["adp", "priority"] = "adp"
+    timezone: Timezone = Field(default="UTC", description="IANA name for cron and times")
+    slots: int | None = Field(
+        default=None,
+        ge=1,
+        description="cap on concurrent runs; default: the cluster's total threads",
+    )
+    pools: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict, description="named concurrency limits"
+    )
+    ranking: Literal["adp", "priority"] = Field(
+        default="adp", description="`priority` ranks by priority before the process class"
+    )
 
 
 class RegistryDocument(Settings):

@@ -1,0 +1,114 @@
+"""The YAML reference of the README, generated from the schema so the two cannot drift apart.
+
+``python -m registry.reference`` prints it, ``--update`` rewrites README.md; a test checks the
+README holds exactly this text between its ``yaml-reference`` markers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from registry.schema import ProcessSpec, Settings
+
+#: how each kind of value is written in YAML (the schema's Python types say less to a reader)
+_KINDS = {
+    "params": "mapping",
+    "priority": "integer",
+    "reserve": "boolean",
+    "not_before": "time of day / datetime",
+    "refresh_window": "duration",
+    "pool": "pool name",
+    "max_active": "integer ≥ 1",
+    "resources": "mapping name → number",
+    "expected_duration": "duration",
+    "retries": "integer ≥ 0",
+    "retry_delay": "duration",
+    "retry_backoff": "number ≥ 1",
+    "timeout": "duration",
+    "hold": "boolean",
+    "enabled": "boolean",
+    "start_at": "datetime",
+    "end_at": "datetime",
+    "max_runs": "integer ≥ 1",
+    "missed": "latest / all / skip",
+    "on_success": "module:callable",
+    "on_failure": "module:callable",
+    "on_cancel": "module:callable",
+    "run": "module:callable",
+    "command": "string or list",
+    "cron": "cron expression",
+    "every": "duration",
+    "ancestors": "list of names",
+    "timezone": "IANA name",
+    "slots": "integer ≥ 1",
+    "pools": "mapping name → size",
+    "ranking": "adp / priority",
+}
+_FIRST = ("run", "command", "params", "cron", "every", "ancestors")
+
+
+def _default(field: Any) -> str:
+    if field.default_factory is not None:
+        return "{}" if field.default_factory is dict else "[]"
+    value = field.default
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if hasattr(value, "total_seconds"):
+        return f"{value.total_seconds():g}s"
+    return str(value)
+
+
+def _table(model: type[BaseModel], order: tuple[str, ...] = ()) -> list[str]:
+    names = [n for n in order if n in model.model_fields]
+    names += [n for n in model.model_fields if n not in names]
+    rows = ["| key | value | default | meaning |", "|---|---|---|---|"]
+    for name in names:
+        field = model.model_fields[name]
+        meaning = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `{name}` | {_KINDS.get(name, '')} | {_default(field)} | {meaning} |")
+    return rows
+
+
+def reference_markdown() -> str:
+    lines = ["Top level:", "", *_table(Settings), ""]
+    lines += [
+        "`defaults:` may set any process key except `run`, `command`, `cron`, `every` and "
+        "`ancestors`; it applies to the processes of its own file.",
+        "",
+        "Each entry under `processes:` (exactly one of `run` / `command`, at most one of "
+        "`cron` / `every`):",
+        "",
+        *_table(ProcessSpec, _FIRST),
+        "",
+        "Durations: `90` (seconds), `90s`, `15m`, `6h`, `1d`, `1h30m`. Naive datetimes are in the "
+        "registry's timezone. Keys starting with `x-` at the top level are ignored (a place for "
+        "YAML anchors).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+START = "<!-- yaml-reference:start"
+END = "<!-- yaml-reference:end -->"
+
+
+def embed(readme: str) -> str:
+    """``readme`` with the generated reference between its markers."""
+    head, _, rest = readme.partition(START)
+    marker_line, _, rest = rest.partition("\n")
+    _, _, tail = rest.partition(END)
+    return f"{head}{START}{marker_line}\n{reference_markdown()}{END}{tail}"
+
+
+if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
+    if sys.argv[1:] == ["--update"]:  # rewrite README.md in place
+        path = Path("README.md")
+        path.write_text(embed(path.read_text()))
+    else:
+        print(reference_markdown(), end="")
