@@ -120,34 +120,44 @@ def evaluate(
         if d.max_runs is not None and ps.successes >= d.max_runs:
             reasons.append(Reason(Code.MAX_RUNS, f"{ps.successes} of {d.max_runs} runs done"))
             hard_block = True
-        if ps.triggers:
+        # the process's own schedule first; a trigger is an extra run, used when the schedule
+        # would not start one now (it bypasses exactly the rules the schedule imposes)
+        own: list[Reason] = []
+        own_times: list[datetime] = []
+        own_gates: list[datetime] = []
+        own_hard = False
+        if d.recurrent:
+            kind = StartKind.FIRE
+            if _due_recurrent(ps, t, own, own_times, own_gates, tz, online_since):
+                scheduled = _fire_to_run(ps, t)
+        elif ps.last_outcome in _FAILED:
+            outcome = ps.last_outcome.value if ps.last_outcome else "failed"
+            own.append(
+                Reason(Code.FAILED, f"last run {outcome}; `planner reset {d.name}` to rerun")
+            )
+            own_hard = True
+        elif ps.successes > 0 and d.refresh_window is None:
+            own.append(Reason(Code.DONE, "single process already succeeded"))
+            own_hard = True
+        if d.refresh_window is not None and ps.last_start is not None:
+            until = ps.last_start + d.refresh_window
+            if t < until:
+                own.append(Reason(Code.REFRESH_WINDOW, f"until {_fmt(until, tz)}"))
+                own_times.append(until)
+                own_gates.append(until)
+        _not_before(ps, t, own, own_times, own_gates, tz)
+        stale = ancestor_problems(ps, states) if d.ancestors else []
+        if ps.triggers and (own or (stale and ps.triggers[0].force)):
             trigger = ps.triggers[0]
             kind, scheduled = StartKind.TRIGGER, trigger.at
         else:
-            if d.recurrent:
-                kind = StartKind.FIRE
-                if _due_recurrent(ps, t, reasons, times, gates, tz, online_since):
-                    scheduled = _fire_to_run(ps, t)
-            elif ps.last_outcome in _FAILED:
-                outcome = ps.last_outcome.value if ps.last_outcome else "failed"
-                reasons.append(
-                    Reason(Code.FAILED, f"last run {outcome}; `planner reset {d.name}` to rerun")
-                )
-                hard_block = True
-            elif ps.successes > 0 and d.refresh_window is None:
-                reasons.append(Reason(Code.DONE, "single process already succeeded"))
-                hard_block = True
-            if d.refresh_window is not None and ps.last_start is not None:
-                until = ps.last_start + d.refresh_window
-                if t < until:
-                    reasons.append(Reason(Code.REFRESH_WINDOW, f"until {_fmt(until, tz)}"))
-                    times.append(until)
-                    gates.append(until)
-            _not_before(ps, t, reasons, times, gates, tz)
-        if trigger is None or not trigger.force:
-            stale = ancestor_problems(ps, states)
-            if stale:
-                reasons.append(Reason(Code.ANCESTORS, ", ".join(stale)))
+            reasons += own
+            hard_block |= own_hard
+        times += own_times  # the schedule's own times still matter after a triggered run
+        if trigger is None:
+            gates += own_gates
+        if stale and (trigger is None or not trigger.force):
+            reasons.append(Reason(Code.ANCESTORS, ", ".join(stale)))
 
     if ps.running >= d.max_active:
         reasons.append(Reason(Code.MAX_ACTIVE, f"{ps.running} of {d.max_active} running"))

@@ -55,7 +55,7 @@ def _run_in_thread(driver: LiveDriver, **kw: object) -> threading.Thread:
     return thread
 
 
-def test_ancestors_run_in_order(tmp_path: Path, client: Client) -> None:
+def test_ancestors_run_in_order(tmp_path: Path, client: Client, store_url: str) -> None:
     store = _store(
         tmp_path,
         """
@@ -66,6 +66,7 @@ processes:
   c: {run: workflows.jobs.demo:noop, ancestors: [a, b]}
   d: {run: workflows.jobs.demo:noop, ancestors: [c]}
 """,
+        store_url,
     )
     summary = _driver(store, client).run(until_idle=True)
     assert summary.statuses == {"succeeded": 4}
@@ -77,7 +78,7 @@ processes:
     assert all(r.worker for r in runs.values())
 
 
-def test_retries_with_delay_then_success(tmp_path: Path, client: Client) -> None:
+def test_retries_with_delay_then_success(tmp_path: Path, client: Client, store_url: str) -> None:
     store = _store(
         tmp_path,
         """
@@ -89,6 +90,7 @@ processes:
     retry_delay: 0.2s
     retry_backoff: 2
 """,
+        store_url,
     )
     _driver(store, client).run(until_idle=True)
     attempts = sorted(store.history("shaky"), key=lambda r: r.attempt)
