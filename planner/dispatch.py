@@ -207,7 +207,7 @@ class Dispatcher:
         for key in unknown:
             if key in alive:
                 run_id, attempt = keys[key]
-                future = Future(key, self.client)
+                future: Future = Future(key, self.client)
                 # A Future built from a key does not tell the scheduler we want the result; this
                 # is the message fire_and_forget and submit send, naming our client.
                 self.client._send_to_scheduler(
