@@ -1,0 +1,12 @@
+"""The planner's live page (Bokeh): slots, queue with reasons, Gantt of runs, DAG by state.
+
+``start_dashboard(driver, connection)`` serves it — inside the Dask dashboard at ``/planner`` when
+the cluster is in-process, on a port of its own otherwise — and returns its URL.
+"""
+
+from __future__ import annotations
+
+from planner.dashboard.page import PlannerPage
+from planner.dashboard.server import PAGE_PATH, Dashboard, PageHub, serve, start_dashboard
+
+__all__ = ["PAGE_PATH", "Dashboard", "PageHub", "PlannerPage", "serve", "start_dashboard"]
