@@ -37,6 +37,9 @@ from registry.records import ErrorInfo, RequestKind
 from registry.store import Store, open_store, resolve_url
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from planner.cluster import Connection
     from planner.core import Planner
     from planner.live import LiveDriver
     from planner.simulate import Outcome
@@ -375,6 +378,13 @@ def graph(env: _Env, files: Sequence[str], fmt: str) -> None:
     show_default=True,
     help="Local cluster dashboard address (:0 for any free port).",
 )
+@click.option(
+    "--page-port",
+    type=click.IntRange(min=0),
+    default=8788,
+    show_default=True,
+    help="Port of the planner page when it cannot live in the Dask dashboard (remote scheduler).",
+)
 @pass_env
 def run(
     env: _Env,
@@ -386,6 +396,7 @@ def run(
     processes: bool,
     workers: int | None,
     dashboard_address: str,
+    page_port: int,
 ) -> None:
     """Apply FILES (if given), then plan and execute on Dask until stopped (Ctrl-C)."""
     from planner.live import run_planner
@@ -397,8 +408,19 @@ def run(
         for line in render.apply_lines(store.apply(load_files(files), now=_utcnow())):
             click.echo(line)
 
-    def on_ready(_driver: LiveDriver, dashboard: str | None) -> None:
-        click.echo(f"dashboard: {dashboard or 'not available'}")
+    def on_ready(driver: LiveDriver, conn: Connection) -> Callable[[], None]:
+        from planner.dashboard import serve
+
+        click.echo(f"dashboard: {conn.dashboard or 'not available'}")
+        page = serve(driver, conn, port=page_port)
+        click.echo(f"planner page: {page.url}")
+        stop_display = render.live_display(driver)  # a no-op unless stdout is a terminal
+
+        def cleanup() -> None:
+            stop_display()
+            page.close()
+
+        return cleanup
 
     began = _utcnow()
     try:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from planner.cluster import Connection
 from planner.core import Planner
 from planner.dispatch import Dispatcher, Done, Started, attempt_key
 from planner.events import (
@@ -459,10 +460,13 @@ def run_planner(
     processes: bool = True,
     n_workers: int | None = None,
     dashboard_address: str = "127.0.0.1:8787",
-    on_ready: Callable[[LiveDriver, str | None], None] | None = None,
+    on_ready: Callable[[LiveDriver, Connection], Callable[[], None] | None] | None = None,
     cwd: str | None = None,
 ) -> Summary:
-    """``planner run``: connect to Dask, then plan and execute until told to stop."""
+    """``planner run``: connect to Dask, then plan and execute until told to stop.
+
+    ``on_ready(driver, connection)`` runs once the driver exists (to print addresses, serve the
+    page, show a live display); it may return a function called when the run ends."""
     from planner.cluster import connect
 
     with connect(
@@ -470,11 +474,13 @@ def run_planner(
     ) as conn:
         dispatcher = Dispatcher(conn.client, remote=conn.remote)
         driver = LiveDriver(store, dispatcher, slots=slots, cwd=cwd)
-        if on_ready is not None:
-            on_ready(driver, conn.dashboard)
+        cleanup = on_ready(driver, conn) if on_ready is not None else None
         until = utcnow() + duration if duration is not None else None
         try:
             return driver.run(until_idle=until_idle, until=until)
         except KeyboardInterrupt:
             driver._flush_decisions()
             return driver.summary
+        finally:
+            if cleanup is not None:
+                cleanup()
