@@ -80,6 +80,8 @@ class LiveDriver:
         self.deadlines: dict[tuple[str, int], datetime] = {}
         self.recent: list[dict[str, Any]] = []  # finished attempts, newest last (bounded)
         self.running: set[tuple[str, int]] = set()  # attempts a worker reported as started
+        self.started_writes: list[Started] = []  # to record in this turn's transaction
+        self.states: dict[str, Any] = {}  # saved job state by process (write-through cache)
         self.decision_buffer: list[LoggedDecision] = []
         self.listeners: list[Callable[[LiveDriver, Step], None]] = []
         now = clock()
@@ -239,8 +241,7 @@ class LiveDriver:
     def _collect(self, now: datetime) -> list[Event]:
         events: list[Event] = []
         inbox = self.dispatcher.inbox
-        with self.store.batch():
-            self._drain(inbox, events)
+        self._drain(inbox, events)
         for (run_id, attempt), deadline in list(self.deadlines.items()):
             if deadline <= now and self.dispatcher.cancel(run_id, attempt):
                 error = ErrorInfo(type="Timeout", message="no answer from the worker in time")
@@ -251,14 +252,13 @@ class LiveDriver:
         return events
 
     def _drain(self, inbox: Any, events: list[Event]) -> None:
+        """Take what Dask reported; starts are written with the turn's other records."""
         while not inbox.empty():
             item = inbox.get_nowait()
             if isinstance(item, Started):
                 if (item.run_id, item.attempt) in self.dispatcher.futures:
                     self.running.add((item.run_id, item.attempt))
-                    self.store.attempt_started(
-                        item.run_id, item.attempt, start=item.start, worker=item.worker
-                    )
+                    self.started_writes.append(item)
             elif isinstance(item, Done):
                 outcome = self.dispatcher.take(item)
                 if outcome is not None:
@@ -325,12 +325,19 @@ class LiveDriver:
 
     def _carry_out(self, step: Step) -> None:
         """Record the step (one transaction), then act on it: submit the new attempts."""
+        self.decision_buffer += [_logged(step.at, d) for d in step.decisions]
+        if not (step.settled or step.starts or self.started_writes):
+            return
         with self.store.batch():
+            for item in self.started_writes:
+                self.store.attempt_started(
+                    item.run_id, item.attempt, start=item.start, worker=item.worker
+                )
+            self.started_writes.clear()
             self._record_settled(step)
             specs = self._record_starts(step)
         for spec, resources in specs:
             self.dispatcher.submit(spec, resources=resources)
-        self.decision_buffer += [_logged(step.at, d) for d in step.decisions]
 
     def _record_settled(self, step: Step) -> None:
         registry = self.core.registry
@@ -355,6 +362,7 @@ class LiveDriver:
             )
             if outcome.status is RunStatus.SUCCEEDED and outcome.state_changed:
                 self.store.save_state(s.process, outcome.new_state)
+                self.states[s.process] = outcome.new_state
             self._note_finished(
                 s.process,
                 s.run_id,
@@ -397,7 +405,7 @@ class LiveDriver:
                 run_id=start.run_id,
                 attempt=start.attempt,
                 scheduled=start.scheduled,
-                state=self.store.load_state(start.process),
+                state=self._state_of(start.process),
                 params=start.params,
                 final_attempt=start.final_attempt,
                 cwd=self.cwd,
@@ -409,6 +417,12 @@ class LiveDriver:
                 )
             self.summary.started += 1
         return specs
+
+    def _state_of(self, process: str) -> Any:
+        """The process's saved state; only this planner writes it, so it is read once."""
+        if process not in self.states:
+            self.states[process] = self.store.load_state(process)
+        return self.states[process]
 
     def _note_finished(
         self,
