@@ -51,7 +51,7 @@ from planner.events import (
 )
 from planner.graph import Dag
 from planner.ranking import rank_key
-from planner.readiness import TIME_GATES, Readiness, evaluate
+from planner.readiness import TIME_GATES, Readiness, evaluate, fire_to_run
 from planner.reservation import HORIZON, Hold, blocking_hold
 from planner.schedule import Schedule, zone
 from planner.state import Flight, ProcState
@@ -115,11 +115,11 @@ class Planner:
             fresh = self._reevaluate(now, decisions)
             round_starts = self._allocate(now, fresh, decisions)
             starts.extend(round_starts)
-            # a start may leave the process a candidate again (queued triggers, max_active > 1)
-            if not round_starts or not self.dirty or self.in_flight >= self.slots:
+            # a start may leave the process a candidate again (queued triggers, max_active > 1):
+            # another round records the new reasons of what started, and holds back (alarms)
+            # what became a candidate again even when no slot is left
+            if not round_starts or not self.dirty:
                 break
-        if self.dirty:  # processes started in the last round: record their new waiting reasons
-            self._reevaluate(now, decisions)
         settled, self._pending_settled = tuple(self._pending_settled), []
         return Step(
             at=now,
@@ -223,6 +223,9 @@ class Planner:
             if ps is not None:
                 ps.successes = 0
                 ps.last_outcome = None
+                # "runnable again": as if it never ran, so ancestors that succeeded before its
+                # last start count as fresh and no refresh window is left over
+                ps.last_start = None
                 self.dirty.add(event.process)
         elif isinstance(event, RegistryChanged):
             self._apply_registry(event.registry, event.applied_at, {})
@@ -239,12 +242,17 @@ class Planner:
             return  # not a run of ours (already settled, or from before a reset of the core)
         flight = ps.flights.pop(event.run_id, None)
         if flight is None:
-            waiting = ps.retrying.pop(event.run_id, None)
-            if waiting is not None and event.status is RunStatus.CANCELLED:
-                self._settle(ps, waiting, RunStatus.CANCELLED, event.at)
-            elif waiting is not None:
-                ps.retrying[event.run_id] = waiting  # only a cancel ends a waiting run
-            return
+            if event.run_id not in ps.retrying or event.status is not RunStatus.CANCELLED:
+                return  # only a cancel ends a run waiting to retry
+            # the process may sit in the candidate list for this very retry: re-evaluate it
+            self._settle(ps, ps.retrying.pop(event.run_id), RunStatus.CANCELLED, event.at)
+        else:
+            self._attempt_ended(name, ps, flight, event)
+        if name in self.orphans and not ps.flights and not ps.retrying:
+            del self.orphans[name]
+        self.dirty.add(name)
+
+    def _attempt_ended(self, name: str, ps: ProcState, flight: Flight, event: RunFinished) -> None:
         self.in_flight -= 1
         self._release(flight)
         ps.last_end = event.at
@@ -272,9 +280,6 @@ class Planner:
                 ps.last_success_end = event.at
                 self.dirty.update(self.dag.successors(name))
             self._settle(ps, flight, event.status, event.at)
-        if name in self.orphans and not ps.flights and not ps.retrying:
-            del self.orphans[name]
-        self.dirty.add(name)
 
     def _settle(self, ps: ProcState, flight: Flight, status: RunStatus, at: datetime) -> None:
         ps.last_outcome = status
@@ -397,24 +402,25 @@ class Planner:
         return evaluate(ps, now, self.states, tz=self.tz, online_since=self.online_since)
 
     def _reevaluate(self, now: datetime, decisions: list[Decision]) -> list[ProcState]:
-        """Re-evaluate dirty processes; returns those that just became candidates."""
+        """Re-evaluate dirty processes; returns the candidates among them (their reasons are
+        blank until the allocation gives them a capacity reason or starts them)."""
         fresh: list[ProcState] = []
         dirty, self.dirty = self.dirty, set()
-        for name in dirty:
+        for name in sorted(dirty):  # sorted: decisions come out in the same order every run
             ps = self.states.get(name)
             if ps is None:
                 continue
             r = self._evaluate(ps, now)
             ps.readiness = r
             ps.reasons = r.reasons
+            ps.check_version += 1  # the previous wake-up, if any, no longer applies
             if r.next_check is not None:
-                ps.check_version += 1
                 heapq.heappush(self.wakeups, (r.next_check, ps.check_version, name))
             if r.candidate:
                 if not ps.candidate:
                     ps.candidate = True
                     ps.ready_since = ps.ready_since or now
-                    fresh.append(ps)
+                fresh.append(ps)
                 key = rank_key(ps, self.registry.ranking)
                 if key != ps.rank:
                     if ps.rank is not None:
@@ -602,13 +608,17 @@ class Planner:
                 trigger = ps.triggers.popleft()
                 params.update(trigger.params)
                 request_id = trigger.request_id
-            elif r.kind is StartKind.FIRE:
-                ps.last_fire = r.scheduled
+            scheduled = r.scheduled if r.kind is StartKind.TRIGGER else now
+            if r.kind is StartKind.FIRE:
+                # the evaluation may be older than now (a candidate waiting for a slot): fires
+                # that passed meanwhile collapse into this run too (missed: latest/skip)
+                scheduled = fire_to_run(ps, now)
+                ps.last_fire = scheduled
                 ps.next_fire_valid = False
             flight = Flight(
                 run_id=ps.new_run_id(),
                 attempt=1,
-                scheduled=r.scheduled,
+                scheduled=scheduled,
                 started=now,
                 params=params,
                 request_id=request_id,

@@ -129,7 +129,7 @@ def evaluate(
         if d.recurrent:
             kind = StartKind.FIRE
             if _due_recurrent(ps, t, own, own_times, own_gates, tz, online_since):
-                scheduled = _fire_to_run(ps, t)
+                scheduled = fire_to_run(ps, t)
         elif ps.last_outcome in _FAILED:
             outcome = ps.last_outcome.value if ps.last_outcome else "failed"
             own.append(
@@ -138,6 +138,12 @@ def evaluate(
             own_hard = True
         elif ps.successes > 0 and d.refresh_window is None:
             own.append(Reason(Code.DONE, "single process already succeeded"))
+            own_hard = True
+        elif 0 < ps.running < d.max_active and d.refresh_window is None:
+            # it runs once: no second run while the first is in flight (with max_active > 1;
+            # otherwise max_active says it already)
+            running = ", ".join(sorted(ps.flights))
+            own.append(Reason(Code.NOT_DUE, f"its run {running} is in flight"))
             own_hard = True
         if d.refresh_window is not None and ps.last_start is not None:
             until = ps.last_start + d.refresh_window
@@ -205,7 +211,7 @@ def _due_recurrent(
     return True
 
 
-def _fire_to_run(ps: ProcState, t: datetime) -> datetime:
+def fire_to_run(ps: ProcState, t: datetime) -> datetime:
     """The fire time a run started at ``t`` stands for, by the process's missed-fire policy."""
     assert ps.schedule is not None and ps.next_fire is not None
     if ps.definition.missed is Missed.ALL:

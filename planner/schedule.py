@@ -1,9 +1,12 @@
 """Fire times of recurrent processes and times of day — pure functions of their arguments.
 
 All datetimes in and out are timezone-aware. Cron expressions are evaluated in the registry's
-timezone with croniter, which handles daylight-saving changes (a 02:30 fire on a spring-forward day
-moves to 03:00; on a fall-back day it fires once). ``every`` fires lie on the grid
-``anchor + k * interval`` (k ≥ 0): a new ``every`` process fires at once.
+timezone: croniter walks the local wall clock (naive datetimes) and each wall time is then placed on
+the time line, so every wall-clock fire time fires exactly once — a 02:30 fire on a spring-forward
+day, when 02:30 does not exist, fires when the clocks jump (03:00); on a fall-back day a 02:30 fire
+fires at the first 02:30 only. (croniter's own timezone handling is not used: across a fall-back it
+returns fires twice and even fires that are not after the time asked for.) ``every`` fires lie on
+the grid ``anchor + k * interval`` (k ≥ 0): a new ``every`` process fires at once.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 _ONE_SECOND = timedelta(seconds=1)
+_ZERO = timedelta(0)
 
 
 @lru_cache(maxsize=256)
@@ -46,8 +50,11 @@ class Schedule:
             return self.anchor + k * self.every
         start = self.anchor if t is None or t < self.anchor else t
         assert self.cron is not None
-        it = croniter(self.cron, start.astimezone(self.tz))
-        return it.get_next(datetime).astimezone(UTC)
+        it = croniter(self.cron, _wall(start, self.tz))
+        while True:  # several wall times may land on one instant (a DST gap) or before ``start``
+            fire = _place(it.get_next(datetime), self.tz)
+            if fire > start:
+                return fire
 
     def latest_at_or_before(self, t: datetime) -> datetime | None:
         """The last fire at or before ``t`` (``None`` if the grid has not started by then)."""
@@ -56,11 +63,42 @@ class Schedule:
                 return None
             return self.anchor + ((t - self.anchor) // self.every) * self.every
         assert self.cron is not None
-        it = croniter(self.cron, (t + _ONE_SECOND).astimezone(self.tz))
-        fire = it.get_prev(datetime).astimezone(UTC)
+        local = t.astimezone(self.tz)
+        # In the repeated hour of a fall-back day the wall clock has already shown later times
+        # (up to ``repeat`` later) than it shows now; fires at those walls are in the past too.
+        repeat = (local.replace(fold=0).utcoffset() or _ZERO) - (local.utcoffset() or _ZERO)
+        it = croniter(self.cron, _wall(t, self.tz) + max(repeat, _ZERO) + _ONE_SECOND)
+        fire = _place(it.get_prev(datetime), self.tz)
         while fire > t:
-            fire = it.get_prev(datetime).astimezone(UTC)
+            fire = _place(it.get_prev(datetime), self.tz)
         return fire if fire > self.anchor else None
+
+
+def _wall(t: datetime, tz: ZoneInfo) -> datetime:
+    """``t``'s local wall-clock time in ``tz``, naive."""
+    return t.astimezone(tz).replace(tzinfo=None)
+
+
+def _place(wall: datetime, tz: ZoneInfo) -> datetime:
+    """The instant (aware UTC) at which the wall clock of ``tz`` first shows ``wall``.
+
+    An ambiguous wall time (a fall-back day) is its first occurrence; a wall time that does not
+    exist (inside a spring-forward gap) is the instant the clocks jump over it."""
+    first = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    if _wall(first, tz) == wall:
+        return first
+    # In a gap: fold=1 reads it with the offset after the jump (an instant before the jump) and
+    # fold=0 with the offset before it (an instant after the jump). Bisect to the jump itself.
+    lo = int(wall.replace(tzinfo=tz, fold=1).timestamp())
+    hi = int(first.timestamp())
+    after = first.astimezone(tz).utcoffset()
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if datetime.fromtimestamp(mid, tz).utcoffset() == after:
+            hi = mid
+        else:
+            lo = mid
+    return datetime.fromtimestamp(hi, UTC)
 
 
 def local_time_today(t: datetime, at: time, tz: ZoneInfo) -> datetime:
