@@ -213,6 +213,16 @@ def load_histories(conn: Connection, durations_kept: int) -> dict[str, ProcessHi
     for process, runs_ in active.items():
         put(process, active=tuple(runs_))
 
+    # a reset forgets the last start too (the core does the same), so that ancestors that
+    # succeeded before the reset count as fresh again
+    resets = select(process_state.c.process, process_state.c.reset_at).where(
+        process_state.c.reset_at.is_not(None)
+    )
+    for r in _rows(conn, resets):
+        known = facts.get(r.process)
+        if known and known.get("last_start") is not None and known["last_start"] < r.reset_at:
+            known["last_start"] = None
+
     return {process: ProcessHistory(**values) for process, values in facts.items()}
 
 

@@ -610,3 +610,12 @@ def test_batch_rolls_back_everything_on_error(store: SqlStore) -> None:
         store.create_run(run_id="a-1", process="a", scheduled=at(1), queued=at(1), params={})
     assert store.active_runs() == []
     assert store.history() == []
+
+
+def test_reset_forgets_the_last_start(store: SqlStore) -> None:
+    store.apply(registry(proc("a")), now=at(0))
+    run_to_end(store, "a-1", queued=at(1), minutes=1, status=RunStatus.FAILED)
+    store.reset("a", at=at(10))
+    history = store.load_histories()["a"]
+    assert history.last_start is None
+    assert history.last_outcome is None and history.successes == 0
