@@ -254,8 +254,9 @@ def _dry_run_core(
 ) -> Planner:
     """The core built from the database state, as a planner starting at ``at`` would see it."""
     from planner.core import Planner
+    from planner.events import ProcessReset, TriggerRequested
 
-    return Planner(
+    core = Planner(
         registry,
         now=at,
         applied_at=applied,
@@ -263,6 +264,19 @@ def _dry_run_core(
         slots=slots,
         threads=os.cpu_count(),  # slots: --slots, else the registry's, else this machine's threads
     )
+    # requests a running planner has not picked up yet are part of the state it will act on
+    pending: list[TriggerRequested | ProcessReset] = []
+    for req in store.pending_requests():
+        if req.kind is RequestKind.TRIGGER and req.process:
+            pending.append(
+                TriggerRequested(
+                    process=req.process, at=req.created, params=dict(req.params), force=req.force
+                )
+            )
+        elif req.kind is RequestKind.RESET and req.process:
+            pending.append(ProcessReset(process=req.process, at=req.created))
+    core.observe(at, *pending)
+    return core
 
 
 # -- the group ----------------------------------------------------------------------------------

@@ -103,6 +103,12 @@ class Planner:
     def slots(self) -> int:
         return self.slots_override or self.registry.slots or self.threads or 1
 
+    def observe(self, now: datetime, *events: Event) -> None:
+        """Apply ``events`` without deciding anything (for dry runs: ``plan`` then shows them)."""
+        self.now = now
+        for event in events:
+            self._apply_event(event, now)
+
     def handle(self, now: datetime, *events: Event) -> Step:
         """Apply ``events`` observed at ``now`` and decide what to start."""
         self.now = now

@@ -227,6 +227,16 @@ def test_plan_uses_the_recorded_history(url: str, store: SqlStore) -> None:
     assert [r["code"] for r in decisions["extract"]["reasons"]] == ["done"]
 
 
+def test_plan_shows_a_trigger_no_planner_has_picked_up_yet(url: str, store: SqlStore) -> None:
+    record_run(store, "extract", 1, at=T)
+    ok(invoke(url, "trigger", "extract"))
+    doc = json.loads(
+        ok(invoke(url, "plan", "--at", "2026-03-02T07:00+01:00", "--format", "json")).stdout
+    )
+    decisions = {d["process"]: d for d in doc["decisions"]}
+    assert decisions["extract"]["decision"] == "start"  # done, but triggered
+
+
 def test_plan_table_and_slots(url: str, store: SqlStore) -> None:
     out = ok(invoke(url, "plan", "--slots", "1", "--at", "now")).stdout
     assert "extract" in out and "start" in out and "ancestors" in out
