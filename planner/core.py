@@ -211,7 +211,7 @@ class Planner:
         return (
             len(self.run_index) == 0
             and not self.dirty
-            and not any(ps.triggers for ps in self.states.values() if ps.candidate)
+            and not any(self.states[key[-1]].triggers for key in self.candidates)
         )
 
     # -- events -----------------------------------------------------------------------------------
