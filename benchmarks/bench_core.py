@@ -1,4 +1,4 @@
-"""Benchmarks of the pure planning core (``planner.core.Planner``).
+"""Benchmarks of the pure planning core (``planner.core.planner.Planner``).
 
 1. **Decision time after one completion** (``steady_state``): build a planner over a layered DAG,
    let the first ``handle`` fill the slots, then repeatedly finish the in-flight run that ends
@@ -32,8 +32,8 @@ from datetime import UTC, datetime, timedelta
 import networkx as nx
 
 from benchmarks.generate import Shape, layered_dag
-from planner.core import Planner
-from planner.events import RunFinished, StartRun
+from planner.core.events import RunFinished, StartRun
+from planner.core.planner import Planner
 from registry.lifecycle import RunStatus
 from registry.model import RegistryDef
 

@@ -22,10 +22,10 @@ from typing import Any
 
 from distributed import Client, LocalCluster, as_completed
 
-from planner.dispatch import Dispatcher
-from planner.live import LiveDriver
+from planner.live.dispatch import Dispatcher
+from planner.live.loop import LiveDriver
 from registry.model import ProcessDef, RegistryDef
-from registry.sqlstore import SqlStore
+from registry.storage.sqlstore import SqlStore
 
 
 def stamp() -> tuple[float, float]:

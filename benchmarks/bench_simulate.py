@@ -1,4 +1,4 @@
-"""``planner.simulate.simulate`` on generated workflow DAGs: wall time and schedule quality.
+"""``planner.simulation.simulate`` on generated workflow DAGs: wall time and schedule quality.
 
 For each generated registry (single processes, every run takes its ``expected_duration``) the
 simulated makespan is compared with
@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from sortedcontainers import SortedList
 
 from benchmarks.generate import layered_dag
-from planner.simulate import simulate
+from planner.simulation.simulate import simulate
 from registry.lifecycle import RunStatus
 from registry.model import RegistryDef
 

@@ -1,7 +1,8 @@
 """Frozen definitions: what a validated registry says, independent of YAML and SQL.
 
-The loader (``registry.loader``) builds these from YAML files after total validation; the store
-(``registry.store``) saves and loads them; the planning core (``planner.core``) reads them.
+The loader (``registry.definitions.loader``) builds these from YAML files after total validation;
+the store (``registry.storage``) saves and loads them; the planning core (``planner.core``) reads
+them.
 Nothing here does I/O.
 """
 

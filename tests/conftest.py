@@ -18,7 +18,7 @@ from sqlalchemy import URL, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from registry.sqlstore import SqlStore
+from registry.storage.sqlstore import SqlStore
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from planner.core import Planner
-from planner.events import RunFinished, Step
+from planner.core.events import RunFinished, Step
+from planner.core.planner import Planner
 from registry.lifecycle import RunStatus
 from registry.model import ProcessDef, Ranking, RegistryDef
 

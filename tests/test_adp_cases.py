@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 
-from planner.schedule import zone
-from planner.simulate import Outcome, SimRun, simulate
+from planner.core.schedule import zone
+from planner.simulation.simulate import Outcome, SimRun, simulate
 from registry.lifecycle import RunStatus
 from registry.model import ProcessDef, Ranking
 from tests.factories import at, proc, registry

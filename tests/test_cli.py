@@ -2,8 +2,8 @@
 
 Most tests drive the click group in-process with ``CliRunner`` against a SQLite file in
 ``tmp_path``, and check writes through the store API. A few run the real console script in a
-subprocess (``planner`` next to the interpreter, else ``python -m planner.cli``) from the
-repository root, so that ``workflows.jobs.demo`` targets import as they do for users.
+subprocess (``planner`` next to the interpreter, else ``python -m planner.interfaces.cli.app``) from
+the repository root, so that ``workflows.jobs.demo`` targets import as they do for users.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-import planner.cli
-from planner.cli import cli
+import planner.interfaces.cli.app
+from planner.interfaces.cli.app import cli
+from registry.definitions.loader import load_files
 from registry.lifecycle import RunStatus
-from registry.loader import load_files
 from registry.records import ErrorInfo, LoggedDecision, RequestKind
-from registry.sqlstore import SqlStore
+from registry.storage.sqlstore import SqlStore
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -468,7 +468,7 @@ def test_internal_error_exits_2_with_traceback_only_when_verbose(
     def broken(_url: str | None = None) -> SqlStore:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(planner.cli, "open_store", broken)
+    monkeypatch.setattr(planner.interfaces.cli.app, "open_store", broken)
     result = invoke(url, "status")
     assert result.exit_code == 2
     assert "internal error: RuntimeError: disk on fire" in result.stderr
@@ -496,7 +496,7 @@ def test_database_that_cannot_be_opened_is_a_user_error(tmp_path: Path) -> None:
 
 def _planner_command() -> list[str]:
     script = shutil.which("planner", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-m", "planner.cli"]
+    return [script] if script else [sys.executable, "-m", "planner.interfaces.cli.app"]
 
 
 def run_planner(url: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -7,8 +7,7 @@ from datetime import datetime, time, timedelta
 
 import pytest
 
-from planner.core import Planner
-from planner.events import (
+from planner.core.events import (
     CapacityChanged,
     ProcessReset,
     RegistryChanged,
@@ -18,8 +17,9 @@ from planner.events import (
     Step,
     TriggerRequested,
 )
-from planner.readiness import Readiness
-from planner.state import ProcState
+from planner.core.planner import Planner
+from planner.core.readiness import Readiness
+from planner.core.state import ProcState
 from registry.errors import ProcessNotFound
 from registry.lifecycle import RunStatus
 from registry.model import ProcessDef, RegistryDef

@@ -29,8 +29,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from planner.core import Planner
-from planner.events import (
+from planner.core.events import (
     CAPACITY_CODES,
     Event,
     ProcessReset,
@@ -40,8 +39,9 @@ from planner.events import (
     StartRun,
     TriggerRequested,
 )
-from planner.schedule import local_time_today, zone
-from planner.simulate import Outcome, simulate
+from planner.core.planner import Planner
+from planner.core.schedule import local_time_today, zone
+from planner.simulation.simulate import Outcome, simulate
 from registry.lifecycle import RunStatus
 from registry.model import Missed, ProcessDef, RegistryDef
 from tests.factories import at, proc, registry

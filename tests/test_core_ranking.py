@@ -10,10 +10,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from planner.core import Planner
-from planner.events import RegistryChanged
-from planner.ranking import ALARMED, RECURRENT, SINGLE, process_class, rank_key
-from planner.state import ProcState
+from planner.core.events import RegistryChanged
+from planner.core.planner import Planner
+from planner.core.ranking import ALARMED, RECURRENT, SINGLE, process_class, rank_key
+from planner.core.state import ProcState
 from registry.model import ProcessDef, Ranking
 from tests.factories import T0, at, finish, proc, registry, started
 

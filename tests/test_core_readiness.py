@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
-from planner.core import Planner
-from planner.events import (
+from planner.core.events import (
     CapacityChanged,
     Code,
     Decision,
@@ -18,7 +17,8 @@ from planner.events import (
     RunFinished,
     StartKind,
 )
-from planner.simulate import simulate
+from planner.core.planner import Planner
+from planner.simulation.simulate import simulate
 from registry.lifecycle import RunStatus
 from registry.model import Missed
 from registry.records import ProcessHistory

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import time, timedelta
 
-from planner.core import Planner
-from planner.events import Code, Reason, RegistryChanged
-from planner.reservation import HORIZON, Hold, blocking_hold
-from planner.state import ProcState
+from planner.core.events import Code, Reason, RegistryChanged
+from planner.core.planner import Planner
+from planner.core.reservation import HORIZON, Hold, blocking_hold
+from planner.core.state import ProcState
 from registry.records import ProcessHistory
 from tests.factories import at, finish, proc, reasons_of, registry, started
 

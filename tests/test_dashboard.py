@@ -18,9 +18,8 @@ import pytest
 from bokeh.document import Document
 from distributed import Client, LocalCluster
 
-from planner.cluster import Connection
-from planner.dashboard import PAGE_PATH, Dashboard, PageHub, PlannerPage, serve
-from planner.dashboard.page import (
+from planner.interfaces.page import PAGE_PATH, Dashboard, PageHub, PlannerPage, serve
+from planner.interfaces.page.page import (
     MAX_DAG_NODES,
     RUN_COLOURS,
     dag_layout,
@@ -28,10 +27,11 @@ from planner.dashboard.page import (
     queue_columns,
     summary_html,
 )
-from planner.dispatch import Dispatcher
-from planner.live import LiveDriver, utcnow
-from registry.loader import load_files
-from registry.sqlstore import SqlStore
+from planner.live.cluster import Connection
+from planner.live.dispatch import Dispatcher
+from planner.live.loop import LiveDriver, utcnow
+from registry.definitions.loader import load_files
+from registry.storage.sqlstore import SqlStore
 from tests import live_jobs
 from tests.waiting import wait_for
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from registry.durations import DURATION_PATTERN, format_duration, parse_duration
+from registry.definitions.durations import DURATION_PATTERN, format_duration, parse_duration
 
 # the largest duration format_duration can write and timedelta can hold again
 durations = st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=999_999_999))

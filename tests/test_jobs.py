@@ -1,4 +1,4 @@
-"""planner.jobs: one attempt on a worker — callables, commands, timeouts, hooks, a Dask worker."""
+"""planner.live.worker: one attempt on a worker — callables, commands, timeouts, hooks, Dask."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from planner.jobs import (
+from planner.live.worker.execute import (
     RESULT_MAX_CHARS,
     JobContext,
     JobHooks,
@@ -392,7 +392,7 @@ def test_hook_gets_only_the_arguments_it_accepts() -> None:
 
 
 def test_failing_hook_is_logged_and_swallowed(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="planner.jobs"):
+    with caplog.at_level(logging.ERROR, logger="planner.live.worker.execute"):
         ok = run_hook(
             f"{ME}:hook_fails",
             event="on_cancel",

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from distributed import Client, LocalCluster
 
-from planner.dispatch import Dispatcher
-from planner.live import LiveDriver, utcnow
+from planner.live.dispatch import Dispatcher
+from planner.live.loop import LiveDriver, utcnow
+from registry.definitions.loader import load_files
 from registry.lifecycle import RunStatus
-from registry.loader import load_files
 from registry.records import RequestKind
-from registry.sqlstore import SqlStore
+from registry.storage.sqlstore import SqlStore
 from tests import live_jobs
 
 pytestmark = pytest.mark.integration
@@ -184,7 +184,7 @@ def test_worker_killed_mid_job_is_a_failed_attempt_then_retried(tmp_path: Path) 
     import dask
     from distributed.comm.core import CommClosedError
 
-    from planner.cluster import PLANNER_DASK_CONFIG
+    from planner.live.cluster import PLANNER_DASK_CONFIG
     from tests.waiting import wait_for
 
     marker = tmp_path / "worker.txt"

@@ -1,4 +1,4 @@
-"""The notebooks run top to bottom, and the helpers they use (``planner.notebook``) do their job.
+"""The notebooks run top to bottom, and the helpers they use (``planner.interfaces.notebook``) work.
 
 Each notebook in ``notebooks/`` is executed with nbclient on a kernel of *this* interpreter: the
 test writes a ``python3`` kernelspec pointing at ``sys.executable`` into a temporary
@@ -20,12 +20,12 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 
-from planner import notebook as nb
-from planner.core import Planner
-from planner.simulate import Outcome, simulate
+from planner.core.planner import Planner
+from planner.interfaces import notebook as nb
+from planner.simulation.simulate import Outcome, simulate
+from registry.definitions.loader import load_files
 from registry.lifecycle import RunStatus
-from registry.loader import load_files
-from registry.sqlstore import SqlStore
+from registry.storage.sqlstore import SqlStore
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -91,7 +91,7 @@ def test_notebook_runs(path: Path) -> None:
     assert errors == []
 
 
-# -- planner.notebook ------------------------------------------------------------------------------
+# -- planner.interfaces.notebook -------------------------------------------------------------------
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from registry.lifecycle import RunStatus
-from registry.sqlstore import SqlStore
+from registry.storage.sqlstore import SqlStore
 from tests.test_restart import REPO, _planner, _start
 from tests.waiting import wait_for
 

@@ -17,10 +17,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from registry.definitions.loader import load_files, revise
+from registry.definitions.schema import PROCESS_ONLY, DefaultsSpec, ProcessSpec, json_schema
 from registry.errors import DefinitionError, Problem, ProcessNotFound
-from registry.loader import load_files, revise
 from registry.model import Missed, ProcessDef, Ranking, RegistryDef, Source
-from registry.schema import PROCESS_ONLY, DefaultsSpec, ProcessSpec, json_schema
 
 Write = Callable[[str, str], str]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from registry.lifecycle import RunStatus
-from registry.sqlstore import SqlStore
+from registry.storage.sqlstore import SqlStore
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner.schedule import Schedule, local_time_today, next_local_midnight, zone
+from planner.core.schedule import Schedule, local_time_today, next_local_midnight, zone
 
 MADRID = zone("Europe/Madrid")
 

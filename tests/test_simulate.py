@@ -8,9 +8,9 @@ import sys
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
-from planner.events import Code
-from planner.schedule import zone
-from planner.simulate import DEFAULT_DURATION, Outcome, SimRun, simulate
+from planner.core.events import Code
+from planner.core.schedule import zone
+from planner.simulation.simulate import DEFAULT_DURATION, Outcome, SimRun, simulate
 from registry.lifecycle import RunStatus
 from registry.model import RegistryDef
 from registry.records import ProcessHistory
@@ -187,7 +187,7 @@ def test_a_daily_cron_runs_once_a_day_across_both_dst_changes() -> None:
 DECISIONS_SCRIPT = """
 import json
 from datetime import timedelta
-from planner.simulate import simulate
+from planner.simulation.simulate import simulate
 from tests.factories import at, proc, registry
 reg = registry(
     *(proc(f"p{i}", every=timedelta(minutes=30), expected_duration=600) for i in range(12)),

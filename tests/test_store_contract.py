@@ -19,7 +19,7 @@ from registry.errors import DefinitionError, IllegalTransition, ProcessNotFound,
 from registry.lifecycle import RunStatus
 from registry.model import Missed, ProcessDef, Ranking, RegistryDef, Source
 from registry.records import ErrorInfo, LoggedDecision, RequestKind
-from registry.sqlstore import SqlStore
+from registry.storage.sqlstore import SqlStore
 
 T0 = datetime(2026, 3, 1, 3, 0, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""Read-side queries of ``registry.sqlstore.SqlStore``: table rows in, domain records out.
+"""Read-side queries of ``registry.storage.sqlstore.SqlStore``: table rows in, domain records out.
 
 Each function takes an open connection (the caller owns the transaction) and returns frozen records
 from ``registry.records`` / ``registry.model``; no row object leaves this module or ``sqlstore``.
@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Executable, Row, and_, case, func, or_, select
 
-from registry.codec import registry_from_documents
 from registry.lifecycle import TERMINAL, RunStatus
 from registry.model import RegistryDef
 from registry.records import (
@@ -24,7 +23,16 @@ from registry.records import (
     Request,
     RequestKind,
 )
-from registry.tables import attempts, decisions, process_state, processes, requests, runs, settings
+from registry.storage.codec import registry_from_documents
+from registry.storage.tables import (
+    attempts,
+    decisions,
+    process_state,
+    processes,
+    requests,
+    runs,
+    settings,
+)
 
 #: document keys that have their own column; the column wins when loading
 PROMOTED = ("priority", "hold", "enabled", "max_active")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from planner.state import ProcState
+from planner.core.state import ProcState
 from registry.model import Ranking
 
 ALARMED, RECURRENT, SINGLE = 0, 1, 2

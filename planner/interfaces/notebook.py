@@ -23,14 +23,14 @@ from bokeh.models import ColumnDataSource, FactorRange, HoverTool, Range1d
 from bokeh.models.annotations.arrows import Arrow, VeeHead
 from bokeh.plotting import figure
 
-from planner.events import Decision, Explanation
-from planner.schedule import Schedule, zone
-from planner.simulate import Outcome, SimRun, Simulation
-from registry.durations import format_duration
+from planner.core.events import Decision, Explanation
+from planner.core.schedule import Schedule, zone
+from planner.simulation.simulate import Outcome, SimRun, Simulation
+from registry.definitions.durations import format_duration
 from registry.lifecycle import RunStatus
 from registry.model import ProcessDef, RegistryDef
 from registry.records import AttemptRecord, ErrorInfo
-from registry.store import Store
+from registry.storage.store import Store
 
 __all__ = [
     "STATUS_COLORS",

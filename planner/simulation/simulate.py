@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from planner.core import Planner
-from planner.events import Decision, RunFinished, Step
+from planner.core.events import Decision, RunFinished, Step
+from planner.core.planner import Planner
 from registry.lifecycle import RunStatus
 from registry.model import RegistryDef
 from registry.records import ProcessHistory

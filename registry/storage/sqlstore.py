@@ -1,4 +1,4 @@
-"""``SqlStore``: the ``registry.store.Store`` contract on SQLAlchemy Core (SQLite, PostgreSQL).
+"""``SqlStore``: the ``Store`` contract on SQLAlchemy Core (SQLite, PostgreSQL).
 
 Theory of operation. Every public method is one transaction that commits before it returns, so a
 planner that crashes afterwards loses nothing. Writes open with ``_write()``:
@@ -13,7 +13,7 @@ planner that crashes afterwards loses nothing. Writes open with ``_write()``:
 
 Reads use ``_read()``: one snapshot (SQLite's deferred transaction, PostgreSQL's REPEATABLE
 READ), so ``load_histories`` sees a consistent picture across its queries. The read-side queries
-live in ``registry.sqlqueries``.
+live in ``registry.storage.queries``.
 
 Run ids are ``f"{process}-{seq}"`` (the core makes them); the store keeps ``seq`` in its own
 column so ``runs_created`` is an indexed MAX(). Status checks use ``registry.lifecycle``; an illegal
@@ -47,8 +47,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql.dml import Insert
 
-from registry import sqlqueries as q
-from registry.codec import process_to_document, settings_to_document
 from registry.errors import IllegalTransition, ProcessNotFound, RunNotFound
 from registry.lifecycle import RunStatus, check_transition
 from registry.model import ProcessDef, RegistryDef
@@ -62,7 +60,9 @@ from registry.records import (
     Request,
     RequestKind,
 )
-from registry.tables import (
+from registry.storage import queries as q
+from registry.storage.codec import process_to_document, settings_to_document
+from registry.storage.tables import (
     attempts,
     metadata,
     process_state,
@@ -216,7 +216,9 @@ class SqlStore:
         return int(value)
 
     def update_process(self, name: str, changes: Mapping[str, Any]) -> ProcessDef:
-        from registry.loader import revise  # the loader imports YAML machinery; load it lazily
+        from registry.definitions.loader import (
+            revise,  # the loader imports YAML machinery; load it lazily
+        )
 
         with self._write() as conn:
             _lock_registry(conn)

@@ -35,12 +35,12 @@ from bokeh.server.util import bind_sockets
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
-from planner.dashboard.page import PlannerPage, Snapshot
+from planner.interfaces.page.page import PlannerPage, Snapshot
 
 if TYPE_CHECKING:
-    from planner.cluster import Connection
-    from planner.events import Step
-    from planner.live import LiveDriver
+    from planner.core.events import Step
+    from planner.live.cluster import Connection
+    from planner.live.loop import LiveDriver
 
 __all__ = ["PAGE_PATH", "Dashboard", "PageHub", "serve", "start_dashboard"]
 

@@ -1,13 +1,13 @@
 """YAML files → one validated, frozen ``RegistryDef``; ``revise`` changes one process the same way.
 
-Theory of operation. Each file is composed into a PyYAML node tree, never loaded blind: walking
-the nodes records the line of every key path and catches duplicate keys, which a plain loader
-silently overwrites. The data constructed from the nodes is then validated piece by piece with
-the models of ``registry.schema`` — each file's settings, its ``defaults``, each process — so one
-bad process does not hide the problems of the next; pydantic's error locations are mapped back to
-lines through the recorded key paths. Rules across fields and processes follow (``run`` xor
-``command``, ancestors, pools, cycles, importable targets). Every problem of every file is
-collected, and if there is any, one ``DefinitionError`` carries them all and nothing is returned.
+Theory of operation. Each file is composed into a PyYAML node tree, never loaded blind: walking the
+nodes records the line of every key path and catches duplicate keys, which a plain loader silently
+overwrites. The data constructed from the nodes is then validated piece by piece with the models of
+``registry.definitions.schema`` — each file's settings, its ``defaults``, each process — so one bad
+process does not hide the problems of the next; pydantic's error locations are mapped back to lines
+through the recorded key paths. Rules across fields and processes follow (``run`` xor ``command``,
+ancestors, pools, cycles, importable targets). Every problem of every file is collected, and if
+there is any, one ``DefinitionError`` carries them all and nothing is returned.
 
 Several files make one registry: process names are unique across them; a setting (``timezone``,
 ``slots``, ``pools``, ``ranking``) may appear in several files only with equal values; a file's
@@ -44,9 +44,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from registry.errors import DefinitionError, Problem, ProcessNotFound
-from registry.model import Missed, ProcessDef, Ranking, RegistryDef, Source
-from registry.schema import (
+from registry.definitions.schema import (
     NAME_PATTERN,
     PROCESS_ONLY,
     TARGET_FIELDS,
@@ -55,6 +53,8 @@ from registry.schema import (
     ProcessSpec,
     Settings,
 )
+from registry.errors import DefinitionError, Problem, ProcessNotFound
+from registry.model import Missed, ProcessDef, Ranking, RegistryDef, Source
 
 __all__ = ["load_files", "revise"]
 

@@ -19,10 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from planner.cluster import Connection
-from planner.core import Planner
-from planner.dispatch import Dispatcher, Done, Started, attempt_key
-from planner.events import (
+from planner.core.events import (
     CapacityChanged,
     Decision,
     Event,
@@ -32,10 +29,13 @@ from planner.events import (
     Step,
     TriggerRequested,
 )
-from planner.jobs import JobOutcome, JobSpec, run_hook
+from planner.core.planner import Planner
+from planner.live.cluster import Connection
+from planner.live.dispatch import Dispatcher, Done, Started, attempt_key
+from planner.live.worker.execute import JobOutcome, JobSpec, run_hook
 from registry.lifecycle import RunStatus
 from registry.records import ErrorInfo, LoggedDecision, RequestKind
-from registry.store import Store
+from registry.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -481,7 +481,7 @@ def run_planner(
 
     ``on_ready(driver, connection)`` runs once the driver exists (to print addresses, serve the
     page, show a live display); it may return a function called when the run ends."""
-    from planner.cluster import connect
+    from planner.live.cluster import connect
 
     with connect(
         scheduler, processes=processes, n_workers=n_workers, dashboard_address=dashboard_address

@@ -1,7 +1,7 @@
 """The YAML reference of the README, generated from the schema so the two cannot drift apart.
 
-``python -m registry.reference`` prints it, ``--update`` rewrites README.md; a test checks the
-README holds exactly this text between its ``yaml-reference`` markers.
+``python -m registry.definitions.reference`` prints it, ``--update`` rewrites README.md; a test
+checks the README holds exactly this text between its ``yaml-reference`` markers.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from registry.schema import ProcessSpec, Settings
+from registry.definitions.schema import ProcessSpec, Settings
 
 #: how each kind of value is written in YAML (the schema's Python types say less to a reader)
 _KINDS = {

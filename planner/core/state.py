@@ -1,6 +1,8 @@
 """The planning core's mutable memory of each process: its definition plus what its runs did.
 
-Only ``planner.core`` mutates these objects; readiness, ranking and reservation read them.
+Only ``planner.core.planner`` mutates these objects; readiness, ranking and reservation read them.
+``Readiness`` is the result of one evaluation (``planner.core.readiness.evaluate``), kept here
+because each ``ProcState`` holds its last one.
 """
 
 from __future__ import annotations
@@ -9,13 +11,10 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from planner.events import Code, Reason, TriggerRequested
-from planner.schedule import Schedule
-
-if TYPE_CHECKING:
-    from planner.readiness import Readiness
+from planner.core.events import Code, Reason, StartKind, TriggerRequested
+from planner.core.schedule import Schedule
 from registry.lifecycle import RunStatus
 from registry.model import ProcessDef
 from registry.records import ProcessHistory
@@ -36,6 +35,23 @@ class Flight:
     retry_at: datetime | None = None  # set while waiting to retry
     pool: str | None = None  # capacity it holds while in flight
     resources: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """The outcome of evaluating every readiness rule of one process at one instant."""
+
+    reasons: tuple[Reason, ...]
+    kind: StartKind
+    scheduled: datetime
+    next_check: datetime | None
+    opens_at: datetime | None  # when the closed time gates open; None if a non-time rule blocks
+    retry: Flight | None = None
+    trigger: TriggerRequested | None = None
+
+    @property
+    def candidate(self) -> bool:
+        return not self.reasons
 
 
 @dataclass(slots=True, kw_only=True)

@@ -1,8 +1,8 @@
 """The registry's YAML document as pydantic models: the shape of each part and per-field rules.
 
-``registry.loader`` validates each part of a file separately with these models — the settings,
-the file's ``defaults``, each process — so that one bad process does not hide the problems of the
-next, and maps pydantic's error locations back to lines. Rules that involve several fields or
+``registry.definitions.loader`` validates each part of a file separately with these models — the
+settings, the file's ``defaults``, each process — so that one bad process does not hide the problems
+of the next, and maps pydantic's error locations back to lines. Rules that involve several fields or
 several processes (exactly one of ``run``/``command``, ancestors exist, no cycles, importable
 targets, ``end_at`` after ``start_at``) live in the loader, which knows files and lines.
 ``json_schema()`` is the JSON Schema that ``planner schema`` prints.
@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
-from registry.durations import DURATION_PATTERN, parse_duration
+from registry.definitions.durations import DURATION_PATTERN, parse_duration
 
 __all__ = [
     "NAME_PATTERN",

@@ -18,8 +18,8 @@ list under their ``rank_key``. ``handle(now, *events)`` does four things:
 So a completion costs O(descendants + starts · log n), not O(registry). ``plan(now)`` is the full,
 side-effect-free dry run behind ``planner plan``/``explain``; it evaluates every process.
 
-Drivers (``planner.live`` for Dask, ``planner.simulate`` for the virtual clock) own time and I/O:
-they feed events with the instant they happened and carry out the returned ``Step``.
+Drivers (``planner.live`` for Dask, ``planner.simulation`` for the virtual clock) own time and
+I/O: they feed events with the instant they happened and carry out the returned ``Step``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 
 from sortedcontainers import SortedList
 
-from planner.events import (
+from planner.core.events import (
     CAPACITY_CODES,
     CapacityChanged,
     Code,
@@ -49,12 +49,12 @@ from planner.events import (
     Step,
     TriggerRequested,
 )
-from planner.graph import Dag
-from planner.ranking import rank_key
-from planner.readiness import TIME_GATES, Readiness, evaluate, fire_to_run
-from planner.reservation import HORIZON, Hold, blocking_hold
-from planner.schedule import Schedule, zone
-from planner.state import Flight, ProcState
+from planner.core.graph import Dag
+from planner.core.ranking import rank_key
+from planner.core.readiness import TIME_GATES, Readiness, evaluate, fire_to_run
+from planner.core.reservation import HORIZON, Hold, blocking_hold
+from planner.core.schedule import Schedule, zone
+from planner.core.state import Flight, ProcState
 from registry.lifecycle import RunStatus
 from registry.model import ProcessDef, RegistryDef
 from registry.records import ProcessHistory

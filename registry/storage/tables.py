@@ -1,4 +1,4 @@
-"""The SQL tables behind ``registry.sqlstore.SqlStore`` (SQLAlchemy Core), and their triggers.
+"""The SQL tables behind ``SqlStore`` (SQLAlchemy Core), and their triggers.
 
     processes          one row per process: the codec's JSON document plus promoted columns
                        (priority, hold, enabled, max_active) that operators may edit with SQL and

@@ -6,7 +6,7 @@ the cluster is in-process, on a port of its own otherwise — and returns its UR
 
 from __future__ import annotations
 
-from planner.dashboard.page import PlannerPage
-from planner.dashboard.server import PAGE_PATH, Dashboard, PageHub, serve, start_dashboard
+from planner.interfaces.page.page import PlannerPage
+from planner.interfaces.page.server import PAGE_PATH, Dashboard, PageHub, serve, start_dashboard
 
 __all__ = ["PAGE_PATH", "Dashboard", "PageHub", "PlannerPage", "serve", "start_dashboard"]

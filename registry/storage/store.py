@@ -1,7 +1,7 @@
 """The store: the one interface through which drivers and commands read and write durable state.
 
-``Store`` is a Protocol; ``registry.sqlstore.SqlStore`` implements it on SQLAlchemy (SQLite or
-PostgreSQL). ``open_store(url)`` picks the URL from the argument, ``PLANNER_DB`` or the default
+``Store`` is a Protocol; ``registry.storage.sqlstore.SqlStore`` implements it on SQLAlchemy (SQLite
+or PostgreSQL). ``open_store(url)`` picks the URL from the argument, ``PLANNER_DB`` or the default
 SQLite file ``planner.db`` in the working directory.
 
 Rules every implementation keeps (``tests/test_store_contract.py`` checks them):
@@ -171,6 +171,6 @@ class Store(Protocol):
 
 def open_store(url: str | None = None) -> Store:
     """Open (creating tables if needed) the store at ``url`` / ``PLANNER_DB`` / ``planner.db``."""
-    from registry.sqlstore import SqlStore
+    from registry.storage.sqlstore import SqlStore
 
     return SqlStore(resolve_url(url))

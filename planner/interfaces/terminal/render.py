@@ -1,9 +1,10 @@
 """What the command line prints: rich tables for people, JSON documents for programs.
 
-Every function here is pure: it turns records of the core and the store into a JSON-ready dict,
-a rich renderable or text; ``planner.cli`` decides which one to print. JSON shapes of ``plan``,
-``simulate`` and ``history`` are public interface (SPEC, "JSON outputs"): keys are never renamed.
-Times are ISO-8601 with the offset of the registry's timezone; durations in JSON are seconds.
+Every function here is pure: it turns records of the core and the store into a JSON-ready dict, a
+rich renderable or text; ``planner.interfaces.cli`` decides which one to print. JSON shapes of
+``plan``, ``simulate`` and ``history`` are public interface (SPEC, "JSON outputs"): keys are never
+renamed. Times are ISO-8601 with the offset of the registry's timezone; durations in JSON are
+seconds.
 
 Table cells are ``Text`` objects, never markup strings, so a ``[`` in an error message or a
 detail prints as it is. When stdout is not a terminal, rich drops colour by itself; we also widen
@@ -26,9 +27,9 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from planner.events import Decision, Explanation
-from planner.simulate import Simulation
-from registry.durations import format_duration
+from planner.core.events import Decision, Explanation
+from planner.simulation.simulate import Simulation
+from registry.definitions.durations import format_duration
 from registry.lifecycle import RunStatus
 from registry.model import ProcessDef, RegistryDef
 from registry.records import ActiveRun, ApplyResult, AttemptRecord, ErrorInfo, LoggedDecision
@@ -36,8 +37,8 @@ from registry.records import ActiveRun, ApplyResult, AttemptRecord, ErrorInfo, L
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from planner.events import Step
-    from planner.live import LiveDriver
+    from planner.core.events import Step
+    from planner.live.loop import LiveDriver
 
 __all__ = [
     "FAILED",

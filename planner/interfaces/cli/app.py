@@ -1,7 +1,8 @@
 """The ``planner`` command line: a thin layer over the registry loader, the store and the core.
 
 Each command parses its arguments, calls ``registry``/``planner`` code and hands the result to
-``planner.render``. Nothing here decides anything a driver or the core should decide.
+``planner.interfaces.terminal``. Nothing here decides anything a driver or the core should
+decide.
 
 Exit codes (SPEC): 0 ok; 1 user error — a bad definition, an unknown process or run, a bad option
 value, a database URL that cannot be opened; 2 internal error. ``PlannerGroup`` maps exceptions
@@ -29,25 +30,25 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 import click
 import yaml
 
-from planner import render
-from registry.durations import parse_duration
+from planner.interfaces.terminal import render
+from registry.definitions.durations import parse_duration
 from registry.errors import PlannerError, ProcessNotFound
 from registry.lifecycle import RunStatus
 from registry.records import ErrorInfo, RequestKind
-from registry.store import Store, open_store, resolve_url
+from registry.storage.store import Store, open_store, resolve_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from planner.cluster import Connection
-    from planner.core import Planner
-    from planner.live import LiveDriver
-    from planner.simulate import Outcome
+    from planner.core.planner import Planner
+    from planner.live.cluster import Connection
+    from planner.live.loop import LiveDriver
+    from planner.simulation.simulate import Outcome
     from registry.model import RegistryDef
 
 __all__ = ["cli", "main"]
 
-log = logging.getLogger("planner.cli")
+log = logging.getLogger("planner.interfaces.cli.app")
 
 _FORMATS = click.Choice(["table", "json"])
 _SIMULATED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMED_OUT)
@@ -224,7 +225,7 @@ def _resolve(at: datetime | None, tz: tzinfo, now: datetime) -> datetime:
 
 
 def _zone(registry: RegistryDef) -> tzinfo:
-    from planner.schedule import zone
+    from planner.core.schedule import zone
 
     return zone(registry.timezone)
 
@@ -253,8 +254,8 @@ def _dry_run_core(
     slots: int | None,
 ) -> Planner:
     """The core built from the database state, as a planner starting at ``at`` would see it."""
-    from planner.core import Planner
-    from planner.events import ProcessReset, TriggerRequested
+    from planner.core.events import ProcessReset, TriggerRequested
+    from planner.core.planner import Planner
 
     core = Planner(
         registry,
@@ -320,8 +321,8 @@ pass_env = click.make_pass_decorator(_Env)
 @click.argument("files", nargs=-1, required=True)
 def validate(files: Sequence[str]) -> None:
     """Validate registry FILES; print every problem and exit 1 if there is any."""
+    from registry.definitions.loader import load_files
     from registry.errors import DefinitionError
-    from registry.loader import load_files
 
     try:
         registry = load_files(files)
@@ -338,7 +339,7 @@ def validate(files: Sequence[str]) -> None:
 @pass_env
 def apply(env: _Env, files: Sequence[str]) -> None:
     """Validate FILES and apply them to the database atomically."""
-    from registry.loader import load_files
+    from registry.definitions.loader import load_files
 
     registry = load_files(files)
     result = env.store().apply(registry, now=_utcnow())
@@ -349,7 +350,7 @@ def apply(env: _Env, files: Sequence[str]) -> None:
 @cli.command()
 def schema() -> None:
     """Print the JSON Schema of registry files."""
-    from registry.schema import json_schema
+    from registry.definitions.schema import json_schema
 
     click.echo(json.dumps(json_schema(), indent=2))
 
@@ -361,7 +362,7 @@ def schema() -> None:
 def graph(env: _Env, files: Sequence[str], fmt: str) -> None:
     """Export the dependency graph (from FILES, else the database) as DOT or Mermaid."""
     if files:
-        from registry.loader import load_files
+        from registry.definitions.loader import load_files
 
         registry = load_files(files)
     else:
@@ -413,17 +414,17 @@ def run(
     page_port: int,
 ) -> None:
     """Apply FILES (if given), then plan and execute on Dask until stopped (Ctrl-C)."""
-    from planner.live import run_planner
+    from planner.live.loop import run_planner
 
     store = env.store()
     if files:
-        from registry.loader import load_files
+        from registry.definitions.loader import load_files
 
         for line in render.apply_lines(store.apply(load_files(files), now=_utcnow())):
             click.echo(line)
 
     def on_ready(driver: LiveDriver, conn: Connection) -> Callable[[], None]:
-        from planner.dashboard import serve
+        from planner.interfaces.page import serve
 
         click.echo(f"dashboard: {conn.dashboard or 'not available'}")
         page = serve(driver, conn, port=page_port)
@@ -510,8 +511,8 @@ def simulate(
     fmt: str,
 ) -> None:
     """Run the planner over FILES on a virtual clock (no Dask, no database)."""
-    from planner.simulate import simulate as run_simulation
-    from registry.loader import load_files
+    from planner.simulation.simulate import simulate as run_simulation
+    from registry.definitions.loader import load_files
 
     registry = load_files(files)
     tz = _zone(registry)
@@ -532,7 +533,7 @@ def simulate(
 
 def _read_outcomes(path: str, registry: RegistryDef) -> dict[str, Outcome]:
     """``--durations``: process -> duration, or -> {duration, status} (duration optional)."""
-    from planner.simulate import DEFAULT_DURATION, Outcome
+    from planner.simulation.simulate import DEFAULT_DURATION, Outcome
 
     def bad(message: str) -> NoReturn:
         raise click.BadParameter(message, param_hint="--durations")

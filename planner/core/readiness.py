@@ -9,34 +9,18 @@ reasons it returns the earliest future time at which a time-based rule could cha
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
-from planner.events import Code, Reason, StartKind, TriggerRequested
-from planner.schedule import local_time_today, next_local_midnight
-from planner.state import Flight, ProcState
+from planner.core.events import Code, Reason, StartKind, TriggerRequested
+from planner.core.schedule import local_time_today, next_local_midnight
+from planner.core.state import Flight, ProcState, Readiness
 from registry.lifecycle import RunStatus
 from registry.model import Missed
 
 #: codes that only time can lift
 TIME_GATES = frozenset({Code.NOT_DUE, Code.REFRESH_WINDOW, Code.NOT_BEFORE, Code.RETRY_DELAY})
 _FAILED = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CANCELLED})
-
-
-@dataclass(frozen=True, slots=True)
-class Readiness:
-    reasons: tuple[Reason, ...]
-    kind: StartKind
-    scheduled: datetime
-    next_check: datetime | None
-    opens_at: datetime | None  # when the closed time gates open; None if a non-time rule blocks
-    retry: Flight | None = None
-    trigger: TriggerRequested | None = None
-
-    @property
-    def candidate(self) -> bool:
-        return not self.reasons
 
 
 def _fmt(t: datetime, tz: ZoneInfo) -> str:

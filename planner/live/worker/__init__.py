@@ -1,0 +1,33 @@
+"""What runs on a Dask worker for one attempt of one run: callables, commands, hooks.
+
+Plain and picklable in, a ``JobOutcome`` out; it knows nothing of the planner's state or store.
+May import: the standard library, psutil, distributed (for the worker's address) and
+``registry``'s domain modules — never ``planner.core``, the loop or an interface, so a bare
+Dask worker can import it.
+"""
+
+from __future__ import annotations
+
+from planner.live.worker.execute import (
+    JobContext,
+    JobHooks,
+    JobOutcome,
+    JobSpec,
+    command_environment,
+    execute,
+    import_target,
+    run_hook,
+    worker_address,
+)
+
+__all__ = [
+    "JobContext",
+    "JobHooks",
+    "JobOutcome",
+    "JobSpec",
+    "command_environment",
+    "execute",
+    "import_target",
+    "run_hook",
+    "worker_address",
+]

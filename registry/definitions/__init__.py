@@ -1,0 +1,8 @@
+"""The YAML side of the registry: files in, a validated, frozen ``RegistryDef`` out.
+
+``schema`` (pydantic models and the JSON Schema), ``loader`` (total, atomic validation with file,
+line and key path), ``durations`` (``90s``, ``15m``, ``6h``…), ``reference`` (the README's YAML
+reference, generated from the schema). The only package that knows YAML.
+
+May import: ``registry.model``, ``registry.errors``. Never ``registry.storage`` or ``planner``.
+"""
