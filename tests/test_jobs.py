@@ -17,8 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from planner.live.worker.execute import (
-    RESULT_MAX_CHARS,
+from planner.live.worker import (
     JobContext,
     JobHooks,
     JobOutcome,
@@ -28,6 +27,7 @@ from planner.live.worker.execute import (
     import_target,
     run_hook,
 )
+from planner.live.worker.outcome import RESULT_MAX_CHARS
 from registry.lifecycle import RunStatus
 from registry.model import ProcessDef
 from registry.records import ErrorInfo
@@ -392,7 +392,7 @@ def test_hook_gets_only_the_arguments_it_accepts() -> None:
 
 
 def test_failing_hook_is_logged_and_swallowed(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="planner.live.worker.execute"):
+    with caplog.at_level(logging.ERROR, logger="planner.live.worker"):
         ok = run_hook(
             f"{ME}:hook_fails",
             event="on_cancel",

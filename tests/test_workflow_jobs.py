@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from planner.live.worker.execute import JobContext, JobHooks, JobSpec, execute, import_target
+from planner.live.worker import JobContext, JobHooks, JobSpec, execute, import_target
 from registry.lifecycle import RunStatus
 from registry.records import ErrorInfo
 from workflows.jobs import alerts, customers_cli, demo, etl

@@ -25,7 +25,7 @@ from typing import Any
 
 from distributed import Client, Future, fire_and_forget, get_worker
 
-from planner.live.worker.execute import JobOutcome, JobSpec, execute
+from planner.live.worker import JobOutcome, JobSpec, execute
 from registry.lifecycle import RunStatus
 from registry.records import ErrorInfo
 

@@ -32,7 +32,7 @@ from planner.core.events import (
 from planner.core.planner import Planner
 from planner.live.cluster import Connection
 from planner.live.dispatch import Dispatcher, Done, Started, attempt_key
-from planner.live.worker.execute import JobOutcome, JobSpec, run_hook
+from planner.live.worker import JobOutcome, JobSpec, run_hook
 from registry.lifecycle import RunStatus
 from registry.records import ErrorInfo, LoggedDecision, RequestKind
 from registry.storage.store import Store

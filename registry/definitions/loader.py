@@ -14,11 +14,11 @@ Several files make one registry: process names are unique across them; a setting
 ``defaults`` apply to that file's processes only. Top-level keys starting with ``x-`` are
 ignored, as in Docker Compose: a place for YAML anchors (``x-common: &common {...}``).
 
-YAML dialect: PyYAML's safe loader with YAML 1.2 booleans and numbers — only ``true``/``false``
-are booleans (a process called ``on`` or ``no`` stays a string), ``4e9`` is a float, ``010`` is
-ten and ``13:00`` is a string (YAML 1.1 reads it as 780, a base-60 integer). Timestamps follow
-YAML 1.1 (unquoted ``2026-01-01T00:00:00`` is a datetime); naive datetimes are in the registry's
-timezone and become aware.
+YAML dialect (``yaml_source``): PyYAML's safe loader with YAML 1.2 booleans and numbers — only
+``true``/``false`` are booleans (a process called ``on`` or ``no`` stays a string), ``4e9`` is a
+float, ``010`` is ten and ``13:00`` is a string (YAML 1.1 reads it as 780, a base-60 integer).
+Timestamps follow YAML 1.1 (unquoted ``2026-01-01T00:00:00`` is a datetime); naive datetimes are
+in the registry's timezone and become aware.
 """
 
 from __future__ import annotations
@@ -35,14 +35,13 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import networkx as nx
 import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import ScalarNode
 
 from registry.definitions.schema import (
     NAME_PATTERN,
@@ -53,159 +52,17 @@ from registry.definitions.schema import (
     ProcessSpec,
     Settings,
 )
+from registry.definitions.yaml_source import KeyPath, Where, YamlLoader, parse_file
 from registry.errors import DefinitionError, Problem, ProcessNotFound
 from registry.model import Missed, ProcessDef, Ranking, RegistryDef, Source
 
 __all__ = ["load_files", "revise"]
 
-KeyPath = tuple[str | int, ...]
 _M = TypeVar("_M", bound=BaseModel)
 _TAG = "tag:yaml.org,2002:"
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = 60
 _short = _repr.repr
-
-
-# -- YAML dialect ----------------------------------------------------------------------------------
-
-
-class _Loader(yaml.SafeLoader):
-    """The safe loader with YAML 1.2 (core schema) booleans and numbers."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag[len(_TAG) :] not in ("bool", "int", "float")]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    _TAG + "bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-_Loader.add_implicit_resolver(
-    _TAG + "int",
-    re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
-    list("-+0123456789"),
-)
-_Loader.add_implicit_resolver(
-    _TAG + "float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?
-        |[-+]?[0-9]+[eE][-+]?[0-9]+
-        |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
-        re.VERBOSE,
-    ),
-    list("-+0123456789."),
-)
-
-
-def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
-    text = str(loader.construct_scalar(node))
-    if text.startswith(("0o", "0x")):
-        return int(text, 0)
-    return int(text, 10)  # YAML 1.1 would read a leading 0 as octal
-
-
-_Loader.add_constructor(_TAG + "int", _construct_int)
-
-
-# -- locations -------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Where:
-    """One file, and the 1-based line of each key path in it."""
-
-    file: str
-    lines: dict[tuple[str, ...], int] = field(default_factory=dict)
-    fallback: int | None = None  # the line of anything not indexed (``revise``: the process)
-
-    def line(self, path: KeyPath) -> int | None:
-        key = tuple(str(p) for p in path)
-        while key:
-            if key in self.lines:
-                return self.lines[key]
-            key = key[:-1]
-        return self.fallback
-
-    def problem(self, path: KeyPath, message: str) -> Problem:
-        inside = len(path) >= 2 and path[0] == "processes"
-        return Problem(
-            file=self.file,
-            line=self.line(path),
-            process=str(path[1]) if inside else None,
-            message=message,
-            path=_render(path),
-        )
-
-
-def _render(path: KeyPath) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
-    return text
-
-
-def _index(node: Node, path: KeyPath, where: _Where, problems: list[Problem]) -> None:
-    """Record the line of every key and item under ``node``; report duplicate keys."""
-    if isinstance(node, MappingNode):
-        first: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, ScalarNode) or key_node.tag == _TAG + "merge":
-                continue  # merged keys keep the lines of the anchored mapping's parent
-            key, line = key_node.value, key_node.start_mark.line + 1
-            here = (*path, key)
-            where.lines[tuple(str(p) for p in here)] = line  # the last one wins, as in the data
-            if key in first:
-                what = f"process {key!r}" if path == ("processes",) else f"key {key!r}"
-                problems.append(
-                    where.problem(here, f"duplicate {what} (first at line {first[key]})")
-                )
-            first.setdefault(key, line)
-            _index(value_node, here, where, problems)
-    elif isinstance(node, SequenceNode):
-        for i, item in enumerate(node.value):
-            where.lines[tuple(str(p) for p in (*path, i))] = item.start_mark.line + 1
-            _index(item, (*path, i), where, problems)
-
-
-def _parse(path: str | os.PathLike[str], problems: list[Problem]) -> tuple[_Where, Any]:
-    """The file's location index and constructed data (``None`` if unreadable)."""
-    where = _Where(os.fspath(path))
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
-        problems.append(
-            Problem(file=where.file, line=None, process=None, message=f"cannot read: {reason}")
-        )
-        return where, None
-    loader: _Loader | None = None
-    try:
-        loader = _Loader(text)
-        node = loader.get_single_node()
-        if node is None:
-            return where, {}
-        _index(node, (), where, problems)
-        return where, loader.construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        what = ", ".join(str(p) for p in (exc.context, exc.problem) if p)
-        line = mark.line + 1 if mark else None
-        problems.append(
-            Problem(file=where.file, line=line, process=None, message=f"invalid YAML: {what}")
-        )
-    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
-        line = text.count("\n", 0, exc.position) + 1
-        char = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
-        message = f"invalid YAML: character {char} is not allowed"
-        problems.append(Problem(file=where.file, line=line, process=None, message=message))
-    except (yaml.YAMLError, RecursionError) as exc:
-        problems.append(
-            Problem(file=where.file, line=None, process=None, message=f"invalid YAML: {exc}")
-        )
-    finally:
-        if loader is not None:
-            loader.dispose()
-    return where, None
 
 
 # -- validation with pydantic ----------------------------------------------------------------------
@@ -215,7 +72,7 @@ def _validate(
     model: type[_M],
     data: Mapping[str, Any],
     base: KeyPath,
-    where: _Where,
+    where: Where,
     problems: list[Problem],
     *,
     also_known: Sequence[str] = (),
@@ -272,7 +129,7 @@ def _did_you_mean(word: str, choices: Sequence[str]) -> str:
 class _Entry:
     """A process being validated: where it is and its spec (invalid fields left at defaults)."""
 
-    where: _Where
+    where: Where
     spec: ProcessSpec
     line: int | None
 
@@ -286,7 +143,7 @@ class _Checks:
     problems: list[Problem]
     imports: dict[str, str | None] = field(default_factory=dict)
 
-    def report(self, where: _Where, path: KeyPath, message: str) -> None:
+    def report(self, where: Where, path: KeyPath, message: str) -> None:
         self.problems.append(where.problem(path, message))
 
 
@@ -295,7 +152,7 @@ def _check_process(
     raw: Mapping[str, Any],
     own: set[str],
     base: KeyPath,
-    where: _Where,
+    where: Where,
     c: _Checks,
 ) -> None:
     """Rules across the fields of one process (or of a file's defaults, ``base == ("defaults",)``).
@@ -418,8 +275,8 @@ def _definition(
 def load_files(paths: Sequence[str | os.PathLike[str]]) -> RegistryDef:
     """Parse and validate YAML files into one registry; ``DefinitionError`` lists every problem."""
     problems: list[Problem] = []
-    files = [_parse(path, problems) for path in paths]
-    chosen: dict[str, tuple[Any, _Where]] = {}
+    files = [parse_file(path, problems) for path in paths]
+    chosen: dict[str, tuple[Any, Where]] = {}
     for where, data in files:
         if data is not None and not isinstance(data, dict):
             problems.append(
@@ -470,7 +327,7 @@ def _mapping(value: Any) -> Mapping[Any, Any]:
 
 
 def _load_processes(
-    data: Mapping[str, Any], where: _Where, entries: dict[str, _Entry], c: _Checks
+    data: Mapping[str, Any], where: Where, entries: dict[str, _Entry], c: _Checks
 ) -> None:
     defaults: Any = data.get("defaults") or {}
     if not isinstance(defaults, dict):
@@ -522,7 +379,7 @@ def revise(registry: RegistryDef, name: str, changes: Mapping[str, Any]) -> Regi
     except KeyError:
         raise ProcessNotFound(name) from None
     source = process.source
-    where = _Where(source.file if source else "<set>", fallback=source.line if source else None)
+    where = Where(source.file if source else "<set>", fallback=source.line if source else None)
     raw = {
         key: _plain(getattr(process, key))
         for key in ProcessSpec.model_fields
@@ -559,16 +416,16 @@ _EXCLUSIVE = {"run": "command", "command": "run", "cron": "every", "every": "cro
 def _entry_of(process: ProcessDef) -> _Entry:
     """Enough of an existing process for the graph checks."""
     src = process.source
-    where = _Where(src.file if src else "<set>", fallback=src.line if src else None)
+    where = Where(src.file if src else "<set>", fallback=src.line if src else None)
     spec = ProcessSpec.model_construct(ancestors=list(process.ancestors))
     return _Entry(where=where, spec=spec, line=where.fallback)
 
 
 def _from_text(text: str) -> Any:
     """A command-line value read as a YAML scalar or flow collection; otherwise the text itself."""
-    loader: _Loader | None = None
+    loader: YamlLoader | None = None
     try:
-        loader = _Loader(text)
+        loader = YamlLoader(text)
         node = loader.get_single_node()
         if node is None or (
             not isinstance(node, ScalarNode) and not text.lstrip().startswith(("[", "{"))

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from planner.live.worker.execute import JobContext
+    from planner.live.worker import JobContext
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,172 @@
+"""What one attempt is given and what it reports: ``JobSpec`` in, ``JobOutcome`` out.
+
+Plain, frozen and picklable, so they travel between the planner and a Dask worker. The helpers
+here bound what an outcome carries (result summaries, traceback tails) before it leaves the
+worker; callables and commands share them.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from registry.lifecycle import RunStatus
+from registry.records import ErrorInfo
+
+if TYPE_CHECKING:
+    from registry.model import ProcessDef
+
+RESULT_MAX_CHARS = 500  # JobOutcome.result is cut to this length
+TRACEBACK_LINES = 20  # lines of traceback / stderr kept in ErrorInfo.traceback
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobHooks:
+    """Lifecycle hook targets (``module:callable``) of a process."""
+
+    on_success: str | None = None
+    on_failure: str | None = None
+    on_cancel: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSpec:
+    """Everything the worker needs for one attempt; built by the planner, pickled to the worker."""
+
+    process: str
+    run_id: str
+    attempt: int  # 1-based
+    scheduled: datetime  # aware
+    run: str | None = None  # "module:callable"
+    command: Sequence[str] | str | None = None  # argv, or a shell command line
+    params: Mapping[str, Any] = field(default_factory=dict)
+    timeout_s: float | None = None
+    state: Any = None  # the process's saved JSON state
+    hooks: JobHooks = field(default_factory=JobHooks)
+    #: no retry follows this attempt if it fails (the planner knows the retries left)
+    final_attempt: bool = True
+    #: working directory of commands and import root of callables; default: the planner's cwd
+    cwd: str | None = field(default_factory=os.getcwd)
+    env: Mapping[str, str] = field(default_factory=dict)  # extra environment for commands
+    kill_grace_s: float = 3.0  # SIGTERM → SIGKILL delay for commands
+
+    def __post_init__(self) -> None:
+        if (self.run is None) == (self.command is None):
+            raise ValueError(f"job {self.run_id!r}: give exactly one of run or command")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise ValueError(f"job {self.run_id!r}: timeout_s must be positive")
+        # plain containers, whatever the caller passed (mappingproxy does not pickle)
+        object.__setattr__(self, "params", dict(self.params))
+        object.__setattr__(self, "env", dict(self.env))
+        if self.command is not None and not isinstance(self.command, str):
+            object.__setattr__(self, "command", tuple(self.command))
+
+    @classmethod
+    def for_process(
+        cls,
+        process: ProcessDef,
+        *,
+        run_id: str,
+        attempt: int,
+        scheduled: datetime,
+        state: Any = None,
+        params: Mapping[str, Any] | None = None,
+        final_attempt: bool = True,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> JobSpec:
+        """The spec of an attempt of ``process``; ``params`` (e.g. a trigger's) override its own."""
+        return cls(
+            process=process.name,
+            run_id=run_id,
+            attempt=attempt,
+            scheduled=scheduled,
+            run=process.run,
+            command=process.command,
+            params={**process.params, **(params or {})},
+            timeout_s=process.timeout.total_seconds() if process.timeout else None,
+            state=state,
+            hooks=JobHooks(
+                on_success=process.on_success,
+                on_failure=process.on_failure,
+                on_cancel=process.on_cancel,
+            ),
+            final_attempt=final_attempt,
+            cwd=cwd if cwd is not None else os.getcwd(),
+            env=dict(env or {}),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobContext:
+    """Passed as ``ctx=`` to callables that have a parameter named ``ctx``."""
+
+    run_id: str
+    attempt: int
+    scheduled: datetime
+    process: str
+    state: Any
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobOutcome:
+    """How an attempt ended, as measured on the worker."""
+
+    status: RunStatus  # succeeded | failed | timed_out
+    start: datetime  # aware UTC
+    end: datetime  # aware UTC; before hooks ran
+    worker: str  # Dask worker address, else "hostname:pid"
+    error: ErrorInfo | None = None
+    result: str | None = None  # ≤ RESULT_MAX_CHARS summary of return value / stdout tail
+    #: when ``state_changed``, ``new_state`` replaces the process's saved state
+    state_changed: bool = False
+    new_state: Any = None
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    status: RunStatus
+    error: ErrorInfo | None = None
+    result: str | None = None
+    state_changed: bool = False
+    new_state: Any = None
+
+
+def summary(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else safe_repr(value)
+    return clip(text)
+
+
+def safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception as exc:  # a broken __repr__ must not turn a success into a crash
+        return f"<{type(value).__name__} (repr failed: {exc})>"
+
+
+def clip(text: str, limit: int = RESULT_MAX_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def error_from_exception(exc: BaseException) -> ErrorInfo:
+    tb = "".join(traceback.format_exception(exc))
+    return ErrorInfo(type=type(exc).__name__, message=str(exc), traceback=tail_lines(tb))
+
+
+def tail_lines(text: str, lines: int = TRACEBACK_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
