@@ -2,7 +2,7 @@
 
 Most tests drive the click group in-process with ``CliRunner`` against a SQLite file in
 ``tmp_path``, and check writes through the store API. A few run the real console script in a
-subprocess (``planner`` next to the interpreter, else ``python -m planner.interfaces.cli.app``) from
+subprocess (``planner`` next to the interpreter, else ``python -m planner.interfaces.cli``) from
 the repository root, so that ``workflows.jobs.demo`` targets import as they do for users.
 """
 
@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import planner.interfaces.cli.app
-from planner.interfaces.cli.app import cli
+from planner.interfaces.cli import cli
 from registry.definitions.loader import load_files
 from registry.lifecycle import RunStatus
 from registry.records import ErrorInfo, LoggedDecision, RequestKind
@@ -496,7 +496,7 @@ def test_database_that_cannot_be_opened_is_a_user_error(tmp_path: Path) -> None:
 
 def _planner_command() -> list[str]:
     script = shutil.which("planner", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-m", "planner.interfaces.cli.app"]
+    return [script] if script else [sys.executable, "-m", "planner.interfaces.cli"]
 
 
 def run_planner(url: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

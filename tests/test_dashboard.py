@@ -19,7 +19,7 @@ from bokeh.document import Document
 from distributed import Client, LocalCluster
 
 from planner.interfaces.page import PAGE_PATH, Dashboard, PageHub, PlannerPage, serve
-from planner.interfaces.page.page import (
+from planner.interfaces.page.columns import (
     MAX_DAG_NODES,
     RUN_COLOURS,
     dag_layout,

@@ -1,10 +1,27 @@
 """The ``planner`` command line (click): one module per command group.
 
+``app``          the ``planner`` group, ``main``, exit codes and the shared ``Env`` (store, clock);
+``params``       parameter types (``TIME``, ``DURATION``, ``SINCE``) and ``--format``;
+``definitions``  ``validate``, ``apply``, ``schema``, ``graph``;
+``execution``    ``run``;
+``inspection``   ``plan``, ``simulate``, ``explain``, ``status``, ``history``;
+``operations``   ``trigger``, ``cancel``, ``hold``, ``release``, ``reset``, ``set``.
+
+A command module registers its commands on ``app.cli`` when imported; importing it below is all
+it takes to add one. ``app`` imports no command module, so there is no cycle.
+
 May import: ``planner.interfaces.terminal`` and ``page``, the drivers, the core and ``registry``.
 """
 
 from __future__ import annotations
 
+# one line per command module: importing it registers its commands on ``cli``
+from planner.interfaces.cli import (  # noqa: F401
+    definitions,
+    execution,
+    inspection,
+    operations,
+)
 from planner.interfaces.cli.app import cli, main
 
 __all__ = ["cli", "main"]

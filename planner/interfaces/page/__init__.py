@@ -2,6 +2,13 @@
 
 ``start_dashboard(driver, connection)`` serves it — inside the Dask dashboard at ``/planner`` when
 the cluster is in-process, on a port of its own otherwise — and returns its URL.
+
+``columns``  snapshot → column data: the pure functions behind every table and figure;
+``page``     ``PlannerPage``, the Bokeh document of one browser tab;
+``server``   mounting or serving the page, and pushing snapshots to open tabs (``PageHub``).
+
+May import: ``planner.live`` (the driver it shows), ``planner.core`` and ``registry``; not the
+command line or the terminal rendering.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 ``PlannerPage`` builds the models once; ``update(snapshot)`` rewrites their ``ColumnDataSource``s
 from one ``LiveDriver.snapshot()``. Everything that turns a snapshot into columns is a plain
-function of the snapshot (``summary_html``, ``queue_columns``, ``gantt_columns``, ``dag_layout``…),
-so it is tested without a browser; the page itself only assigns the results.
+function of the snapshot (``planner.interfaces.page.columns``), so it is tested without a browser;
+the page itself only assigns the results, and only when they changed.
 
 Times are shown in UTC (the Gantt's axis and the tables agree).
 """
@@ -11,12 +11,9 @@ Times are shown in UTC (the Gantt's axis and the tables agree).
 from __future__ import annotations
 
 import html
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import networkx as nx
 from bokeh.document import Document
 from bokeh.layouts import column, row
 from bokeh.models import (
@@ -31,281 +28,24 @@ from bokeh.models.annotations import LabelSet, Span
 from bokeh.models.widgets import DataTable, Div, StringFormatter, TableColumn
 from bokeh.plotting import figure
 
-__all__ = [
-    "MAX_DAG_NODES",
-    "RUN_COLOURS",
-    "STATE_COLOURS",
-    "PlannerPage",
-    "dag_columns",
-    "dag_layout",
-    "failure_columns",
-    "gantt_columns",
-    "kept_for",
-    "queue_columns",
-    "running_columns",
-    "summary_html",
-]
+from planner.interfaces.page.columns import (
+    EMPTY,
+    MAX_DAG_NODES,
+    RUN_COLOURS,
+    STATE_COLOURS,
+    Columns,
+    Snapshot,
+    dag_columns,
+    dag_layout,
+    epoch_ms,
+    failure_columns,
+    gantt_columns,
+    queue_columns,
+    running_columns,
+    summary_html,
+)
 
-Columns = dict[str, list[Any]]
-Snapshot = Mapping[str, Any]
-
-MAX_DAG_NODES = 300  # beyond this the picture is unreadable and the layout slow
-MAX_DAG_LABELS = 80  # past this many nodes, names only on hover
-
-RUN_COLOURS: dict[str, str] = {
-    "queued": "#9ecae1",
-    "running": "#1f77b4",
-    "retrying": "#fdae6b",
-    "succeeded": "#2ca02c",
-    "failed": "#d62728",
-    "timed_out": "#9467bd",
-    "cancelled": "#7f7f7f",
-}
-STATE_COLOURS: dict[str, str] = {
-    "running": "#1f77b4",
-    "ready": "#17becf",
-    "waiting": "#d9d9d9",
-    "held": "#525252",
-    "succeeded": "#2ca02c",
-    "failed": "#d62728",
-    "timed_out": "#9467bd",
-    "cancelled": "#7f7f7f",
-}
-_UNKNOWN_COLOUR = "#bdbdbd"
-_RESERVED = re.compile(r"^slot kept for (?P<process>\S+) at (?P<at>.+)$")
-
-
-# -- snapshot → columns ---------------------------------------------------------------------------
-
-
-def _ms(t: datetime) -> float:
-    """Bokeh's datetime unit: milliseconds since the epoch."""
-    return t.timestamp() * 1000.0
-
-
-def _clock(t: datetime | None) -> str:
-    return "" if t is None else t.astimezone(UTC).strftime("%H:%M:%S")
-
-
-def _elapsed(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = max(seconds, 0.0)
-    if seconds < 60:
-        return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
-def slot_counts(snap: Snapshot) -> tuple[int, int, int]:
-    """(in use, free, total) global slots."""
-    total = int(snap["slots"])
-    used = int(snap["in_flight"])
-    return used, max(total - used, 0), total
-
-
-def summary_html(snap: Snapshot) -> str:
-    """The header: slots as boxes plus the key counts, in words a test (and a human) can read."""
-    used, free, total = slot_counts(snap)
-    boxes = "".join(
-        f'<span class="slot" style="display:inline-block;width:14px;height:14px;margin:0 2px;'
-        f"border:1px solid #1f77b4;border-radius:2px;"
-        f'background:{"#1f77b4" if i < used else "transparent"}"></span>'
-        for i in range(min(max(total, used), 64))
-    )
-    running = sum(1 for r in snap["running"] if r["status"] == "running")
-    queued = sum(1 for r in snap["running"] if r["status"] == "queued")
-    retrying = sum(1 for r in snap["running"] if r["status"] == "retrying")
-    ready = sum(1 for n in snap["nodes"] if n["state"] == "ready")
-    failures = len(snap["failures"])
-    parts = [
-        f"<b>{running}</b> running",
-        f"<b>{queued}</b> queued on Dask",
-        f"<b>{retrying}</b> waiting to retry",
-        f"<b>{ready}</b> ready",
-        f"<b>{failures}</b> recent failures",
-    ]
-    return (
-        '<div class="planner-summary" style="font-size:14px;line-height:1.6">'
-        f'<div><span style="font-size:18px;font-weight:600">Slots: {used} in use, {free} free'
-        f" of {total}</span> {boxes}</div>"
-        f"<div>{' · '.join(parts)} · updated {_clock(snap['at'])} UTC</div>"
-        "</div>"
-    )
-
-
-def kept_for(reasons: Iterable[Mapping[str, str]]) -> str:
-    """For a ``reserved`` reason: whom the slot is kept for (and when), else ``""``."""
-    for reason in reasons:
-        if reason["code"] == "reserved":
-            match = _RESERVED.match(reason["detail"])
-            if match is None:
-                return reason["detail"]
-            return f"{match['process']} at {match['at']}"
-    return ""
-
-
-def queue_columns(snap: Snapshot) -> Columns:
-    """Waiting processes, best first, with their reason codes.
-
-    A running process held back by ``max_active`` is not waiting: it is at its limit, running."""
-    running = {r["process"] for r in snap["running"] if r["status"] != "retrying"}
-    cols: Columns = {"process": [], "codes": [], "details": [], "kept_for": []}
-    for entry in snap["queue"]:
-        reasons = entry["reasons"]
-        codes = [r["code"] for r in reasons]
-        if entry["process"] in running and "max_active" in codes:
-            continue
-        cols["process"].append(entry["process"])
-        cols["codes"].append(", ".join(codes) if codes else "(ready: next to start)")
-        cols["details"].append(
-            "; ".join(f"{r['code']}: {r['detail']}" for r in reasons if r["detail"])
-        )
-        cols["kept_for"].append(kept_for(reasons))
-    return cols
-
-
-def running_columns(snap: Snapshot) -> Columns:
-    now: datetime = snap["at"]
-    cols: Columns = {
-        "process": [],
-        "run_id": [],
-        "attempt": [],
-        "status": [],
-        "since": [],
-        "elapsed": [],
-        "colour": [],
-    }
-    for r in sorted(snap["running"], key=lambda r: (r["started"], r["process"])):
-        retry_at: datetime | None = r.get("retry_at")
-        cols["process"].append(r["process"])
-        cols["run_id"].append(r["run_id"])
-        cols["attempt"].append(r["attempt"])
-        status = r["status"]
-        cols["status"].append(
-            f"retrying at {_clock(retry_at)}" if status == "retrying" and retry_at else status
-        )
-        cols["since"].append(_clock(r["started"]))
-        cols["elapsed"].append(_elapsed((now - r["started"]).total_seconds()))
-        cols["colour"].append(RUN_COLOURS.get(status, _UNKNOWN_COLOUR))
-    return cols
-
-
-def failure_columns(snap: Snapshot) -> Columns:
-    cols: Columns = {
-        "process": [],
-        "run_id": [],
-        "attempt": [],
-        "status": [],
-        "at": [],
-        "error": [],
-        "colour": [],
-    }
-    for f in reversed(snap["failures"]):  # newest first
-        cols["process"].append(f["process"])
-        cols["run_id"].append(f["run_id"])
-        cols["attempt"].append(f["attempt"])
-        cols["status"].append(f["status"])
-        cols["at"].append(_clock(f["at"]))
-        cols["error"].append(f.get("error") or "")
-        cols["colour"].append(RUN_COLOURS.get(f["status"], _UNKNOWN_COLOUR))
-    return cols
-
-
-def gantt_columns(snap: Snapshot) -> tuple[Columns, list[str]]:
-    """Bars for runs in flight (ending now) and recent attempts, and the process rows top-down.
-
-    A running bar starts when the attempt was decided; a finished one spans its duration on the
-    worker, ending when the planner recorded it."""
-    now: datetime = snap["at"]
-    bars: list[tuple[str, str, int, str, datetime, datetime]] = []
-    for f in snap["recent"]:
-        end: datetime = f["at"]
-        duration = f.get("duration_s")
-        start = end - timedelta(seconds=duration) if duration is not None else end
-        bars.append((f["process"], f["run_id"], f["attempt"], f["status"], start, end))
-    for r in snap["running"]:
-        if r["status"] in ("queued", "running"):
-            bars.append((r["process"], r["run_id"], r["attempt"], r["status"], r["started"], now))
-    bars.sort(key=lambda b: (b[4], b[0]))
-    cols: Columns = {
-        k: []
-        for k in (
-            "process",
-            "run_id",
-            "attempt",
-            "status",
-            "start",
-            "end",
-            "colour",
-            "duration",
-        )
-    }
-    rows: list[str] = []
-    for process, run_id, attempt, status, start, end in bars:
-        if process not in rows:
-            rows.append(process)
-        cols["process"].append(process)
-        cols["run_id"].append(run_id)
-        cols["attempt"].append(attempt)
-        cols["status"].append(status)
-        cols["start"].append(_ms(start))
-        cols["end"].append(_ms(end))
-        cols["colour"].append(RUN_COLOURS.get(status, _UNKNOWN_COLOUR))
-        cols["duration"].append(_elapsed((end - start).total_seconds()))
-    return cols, rows
-
-
-def dag_layout(
-    nodes: Sequence[str], edges: Iterable[tuple[str, str]]
-) -> dict[str, tuple[float, float]]:
-    """Positions left to right by topological generation (roots on the left)."""
-    g: nx.DiGraph[str] = nx.DiGraph()
-    g.add_nodes_from(nodes)
-    g.add_edges_from((a, b) for a, b in edges if a in g and b in g)
-    if not g:
-        return {}
-    if nx.is_directed_acyclic_graph(g):
-        for layer, generation in enumerate(nx.topological_generations(g)):
-            for name in sorted(generation):
-                g.nodes[name]["layer"] = layer
-        pos = nx.multipartite_layout(g, subset_key="layer")
-    else:  # the registry forbids cycles; stay useful if one slips through
-        pos = nx.spring_layout(g, seed=7)
-    return {name: (float(x), float(y)) for name, (x, y) in pos.items()}
-
-
-def dag_columns(
-    snap: Snapshot, layout: Mapping[str, tuple[float, float]]
-) -> tuple[Columns, Columns]:
-    """(node columns, edge columns) for the nodes placed by ``layout``."""
-    nodes: Columns = {"x": [], "y": [], "process": [], "state": [], "colour": [], "label": []}
-    labelled = len(layout) <= MAX_DAG_LABELS
-    for n in snap["nodes"]:
-        name = n["process"]
-        if name not in layout:
-            continue
-        x, y = layout[name]
-        nodes["x"].append(x)
-        nodes["y"].append(y)
-        nodes["process"].append(name)
-        nodes["state"].append(n["state"])
-        nodes["colour"].append(STATE_COLOURS.get(n["state"], _UNKNOWN_COLOUR))
-        nodes["label"].append(name if labelled else "")
-    edges: Columns = {"x0": [], "y0": [], "x1": [], "y1": []}
-    for a, b in snap["edges"]:
-        if a in layout and b in layout:
-            edges["x0"].append(layout[a][0])
-            edges["y0"].append(layout[a][1])
-            edges["x1"].append(layout[b][0])
-            edges["y1"].append(layout[b][1])
-    return nodes, edges
-
-
-# -- the document ---------------------------------------------------------------------------------
+__all__ = ["PlannerPage"]
 
 
 def _legend_html(title: str, colours: Mapping[str, str]) -> str:
@@ -359,10 +99,10 @@ class PlannerPage:
         self._layout: dict[str, tuple[float, float]] = {}
 
         self.summary = Div(text="<i>waiting for the planner…</i>", name="summary")
-        self.running = ColumnDataSource(running_columns(_EMPTY), name="running-source")
-        self.queue = ColumnDataSource(queue_columns(_EMPTY), name="queue-source")
-        self.failures = ColumnDataSource(failure_columns(_EMPTY), name="failures-source")
-        gantt, _ = gantt_columns(_EMPTY)
+        self.running = ColumnDataSource(running_columns(EMPTY), name="running-source")
+        self.queue = ColumnDataSource(queue_columns(EMPTY), name="queue-source")
+        self.failures = ColumnDataSource(failure_columns(EMPTY), name="failures-source")
+        gantt, _ = gantt_columns(EMPTY)
         self.gantt = ColumnDataSource(gantt, name="gantt-source")
         self.dag_nodes = ColumnDataSource(
             {k: [] for k in ("x", "y", "process", "state", "colour", "label")},
@@ -545,7 +285,7 @@ class PlannerPage:
         factors = list(reversed(rows))  # earliest on top
         _assign(self.gantt_figure.y_range, "factors", factors)
         _assign(self.gantt_figure, "height", min(max(60 + 26 * len(rows), 200), 640))
-        _assign(self.now_line, "location", _ms(snap["at"]))
+        _assign(self.now_line, "location", epoch_ms(snap["at"]))
 
         shown = [n["process"] for n in snap["nodes"][:MAX_DAG_NODES]]
         key = (frozenset(shown), frozenset((a, b) for a, b in snap["edges"]))
@@ -569,16 +309,3 @@ def _replace(source: ColumnDataSource, data: Columns) -> None:
 def _assign(model: Any, attr: str, value: Any) -> None:
     if getattr(model, attr) != value:
         setattr(model, attr, value)
-
-
-_EMPTY: Snapshot = {
-    "at": datetime.fromtimestamp(0, UTC),
-    "slots": 0,
-    "in_flight": 0,
-    "running": [],
-    "queue": [],
-    "recent": [],
-    "failures": [],
-    "nodes": [],
-    "edges": [],
-}

@@ -35,7 +35,8 @@ from bokeh.server.util import bind_sockets
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
-from planner.interfaces.page.page import PlannerPage, Snapshot
+from planner.interfaces.page.columns import Snapshot
+from planner.interfaces.page.page import PlannerPage
 
 if TYPE_CHECKING:
     from planner.core.events import Step

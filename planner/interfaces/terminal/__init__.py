@@ -2,4 +2,59 @@
 
 Pure rendering: values in, renderables or dicts out; it reads no store and starts nothing.
 May import: ``planner.core``, the drivers' value types and ``registry``'s domain modules.
+
+``style``        the console and the house style: times, durations, values, status colours, tables;
+``documents``    the JSON documents of ``--format json`` (public shapes, SPEC "JSON outputs");
+``views``        the tables and views of ``--format table``;
+``graphs``       the dependency graph as DOT and Mermaid;
+``status_line``  the line ``planner run`` keeps redrawn on a terminal.
 """
+
+from __future__ import annotations
+
+from planner.interfaces.terminal.documents import (
+    attempt_json,
+    explanation_json,
+    history_json,
+    plan_json,
+    simulation_json,
+    status_json,
+)
+from planner.interfaces.terminal.graphs import graph_dot, graph_mermaid
+from planner.interfaces.terminal.status_line import live_display, live_status
+from planner.interfaces.terminal.style import FAILED, console, emit_json, iso, show, value_text
+from planner.interfaces.terminal.views import (
+    apply_lines,
+    attempts_table,
+    explanation_view,
+    plan_table,
+    run_summary_view,
+    simulation_view,
+    status_view,
+)
+
+__all__ = [
+    "FAILED",
+    "apply_lines",
+    "attempt_json",
+    "attempts_table",
+    "console",
+    "emit_json",
+    "explanation_json",
+    "explanation_view",
+    "graph_dot",
+    "graph_mermaid",
+    "history_json",
+    "iso",
+    "live_display",
+    "live_status",
+    "plan_json",
+    "plan_table",
+    "run_summary_view",
+    "show",
+    "simulation_json",
+    "simulation_view",
+    "status_json",
+    "status_view",
+    "value_text",
+]

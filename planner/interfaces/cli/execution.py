@@ -1,0 +1,129 @@
+"""``planner run``: apply FILES if given, then plan and execute on Dask until stopped.
+
+The command only wires things together: the live driver (``planner.live.loop.run_planner``) does
+the work; ``on_ready`` starts the planner page and the terminal status line once the cluster is
+up, and the summary names the error of every attempt that failed. A job that fails is not a CLI
+error: ``run`` reports it and exits 0; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import click
+
+from planner.interfaces.cli.app import Env, cli, pass_env, utcnow
+from planner.interfaces.cli.params import DURATION
+from planner.interfaces.terminal import FAILED, apply_lines, live_display, run_summary_view, show
+from registry.records import ErrorInfo
+from registry.storage.store import Store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from planner.live.cluster import Connection
+    from planner.live.loop import LiveDriver
+
+__all__ = ["run"]
+
+
+@cli.command()
+@click.argument("files", nargs=-1)
+@click.option("--scheduler", metavar="ADDR", help="Use this Dask scheduler instead of a local one.")
+@click.option("--slots", type=click.IntRange(min=1), help="Concurrent runs (overrides registry).")
+@click.option("--until-idle", is_flag=True, help="Exit when nothing runs and nothing can start.")
+@click.option("--for", "span", type=DURATION, help="Stop after this long (e.g. 2h).")
+@click.option(
+    "--local-processes/--local-threads",
+    "processes",
+    default=True,
+    show_default=True,
+    help="Local cluster workers as processes or as threads of this process.",
+)
+@click.option("--workers", type=click.IntRange(min=1), help="Local cluster workers.")
+@click.option(
+    "--dashboard-address",
+    default="127.0.0.1:8787",
+    show_default=True,
+    help="Local cluster dashboard address (:0 for any free port).",
+)
+@click.option(
+    "--page-port",
+    type=click.IntRange(min=0),
+    default=8788,
+    show_default=True,
+    help="Port of the planner page when it cannot live in the Dask dashboard (remote scheduler).",
+)
+@pass_env
+def run(
+    env: Env,
+    files: Sequence[str],
+    scheduler: str | None,
+    slots: int | None,
+    until_idle: bool,
+    span: timedelta | None,
+    processes: bool,
+    workers: int | None,
+    dashboard_address: str,
+    page_port: int,
+) -> None:
+    """Apply FILES (if given), then plan and execute on Dask until stopped (Ctrl-C)."""
+    from planner.live.loop import run_planner
+
+    store = env.store()
+    if files:
+        from registry.definitions.loader import load_files
+
+        for line in apply_lines(store.apply(load_files(files), now=utcnow())):
+            click.echo(line)
+
+    def on_ready(driver: LiveDriver, conn: Connection) -> Callable[[], None]:
+        from planner.interfaces.page import serve
+
+        click.echo(f"dashboard: {conn.dashboard or 'not available'}")
+        page = serve(driver, conn, port=page_port)
+        click.echo(f"planner page: {page.url}")
+        stop_display = live_display(driver)  # a no-op unless stdout is a terminal
+
+        def cleanup() -> None:
+            stop_display()
+            page.close()
+
+        return cleanup
+
+    began = utcnow()
+    try:
+        summary = run_planner(
+            store,
+            scheduler=scheduler,
+            slots=slots,
+            until_idle=until_idle,
+            duration=span,
+            processes=processes,
+            n_workers=workers,
+            dashboard_address=dashboard_address,
+            on_ready=on_ready,
+            cwd=os.getcwd(),
+        )
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        raise SystemExit(130) from None
+    failed = [(p, r, a) for p, r, a, status, _ in summary.runs if status in FAILED]
+    errors = _errors_of(store, failed, since=began)
+    show(run_summary_view(summary.runs, summary.started, errors))
+
+
+def _errors_of(
+    store: Store, failed: Sequence[tuple[str, str, int]], *, since: datetime
+) -> dict[tuple[str, int], ErrorInfo]:
+    """The recorded error of each failed (process, run id, attempt) queued since ``since``."""
+    wanted = {(run_id, attempt) for _, run_id, attempt in failed}
+    return {
+        (a.run_id, a.attempt): a.error
+        for process in sorted({p for p, _, _ in failed})
+        for a in store.history(process, since=since)
+        if (a.run_id, a.attempt) in wanted and a.error is not None
+    }
