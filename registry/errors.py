@@ -5,7 +5,9 @@
     │                                 carries every ``Problem`` found (file, line, process)
     ├── ProcessNotFound(LookupError)  a command named a process the registry does not have
     ├── RunNotFound(LookupError)      a command named a run id the store does not have
-    └── IllegalTransition(RuntimeError)  a run status change the lifecycle table forbids
+    ├── IllegalTransition(RuntimeError)  a run status change the lifecycle table forbids
+    └── SchemaMismatch(RuntimeError)  the database's schema is at another revision than this
+                                      planner's: older (``planner db upgrade``) or unknown to it
 
 Runtime failures of jobs (a callable raised, a command exited non-zero) are not exceptions of the
 planner: they are recorded on the attempt (``ErrorInfo``) and handled by retry policy.
@@ -70,3 +72,25 @@ class IllegalTransition(PlannerError, RuntimeError):
     def __init__(self, run_id: str, current: str, new: str) -> None:
         self.run_id, self.current, self.new = run_id, current, new
         super().__init__(f"run {run_id!r}: cannot go from {current!r} to {new!r}")
+
+
+class SchemaMismatch(PlannerError, RuntimeError):
+    """The database's schema revision is not the one this planner works with.
+
+    ``known`` tells an older revision (one of this planner's migrations, which ``planner db
+    upgrade`` applies) from one this planner has never heard of (written by a newer release)."""
+
+    def __init__(self, current: str, needed: str, *, known: bool) -> None:
+        self.current, self.needed, self.known = current, needed, known
+        if known:
+            message = (
+                f"database schema is at revision {current!r}, this planner needs {needed!r}: "
+                "run `planner db upgrade`"
+            )
+        else:
+            message = (
+                f"database schema is at revision {current!r}, which this planner (it needs "
+                f"{needed!r}) does not know: the planner is older than the database; "
+                "upgrade dask-planner"
+            )
+        super().__init__(message)

@@ -8,6 +8,7 @@ them. Durations are stored as seconds, datetimes as ISO-8601 with offset, times 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import fields
 from datetime import datetime, time, timedelta
@@ -17,6 +18,11 @@ from registry.model import Missed, ProcessDef, Ranking, RegistryDef, Source
 
 _DURATIONS = {"every", "refresh_window", "expected_duration", "retry_delay", "timeout"}
 _DATETIMES = {"start_at", "end_at"}
+
+
+def json_roundtrip(value: Any) -> Any:
+    """The value as it will come back from a JSON column (lists for tuples, str keys...)."""
+    return json.loads(json.dumps(value))
 
 
 def process_to_document(process: ProcessDef) -> dict[str, Any]:

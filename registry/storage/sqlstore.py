@@ -5,50 +5,35 @@ planner that crashes afterwards loses nothing. Writes open with ``_write()``:
 
 - SQLite (several processes share one file: a running planner and CLI commands) runs in WAL mode,
   so readers never block the writer; each write transaction starts with ``BEGIN IMMEDIATE`` so it
-  takes the write lock up front (waiting up to the busy timeout) instead of failing with
-  ``SQLITE_BUSY`` when a read inside it would have to upgrade after another process committed.
+  takes the write lock up front (``registry.storage.engine``).
 - PostgreSQL runs at READ COMMITTED; writers lock the rows they check (``SELECT ... FOR UPDATE``):
   the run for status changes, the registry revision row for registry changes, so two writers
   never both pass the same lifecycle check.
 
 Reads use ``_read()``: one snapshot (SQLite's deferred transaction, PostgreSQL's REPEATABLE
 READ), so ``load_histories`` sees a consistent picture across its queries. The read-side queries
-live in ``registry.storage.queries``.
+live in ``registry.storage.queries``, the run and attempt writes in ``registry.storage.run_writes``.
 
-Run ids are ``f"{process}-{seq}"`` (the core makes them); the store keeps ``seq`` in its own
-column so ``runs_created`` is an indexed MAX(). Status checks use ``registry.lifecycle``; an illegal
-change raises ``IllegalTransition`` before anything is written.
+Opening a store checks the database's schema revision (``registry.storage.schema_version``): an
+empty database is created at the current revision, one at another revision is refused with
+``SchemaMismatch``.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    Row,
-    Table,
-    create_engine,
-    delete,
-    event,
-    func,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
 from sqlalchemy.sql.dml import Insert
 
-from registry.errors import IllegalTransition, ProcessNotFound, RunNotFound
-from registry.lifecycle import RunStatus, check_transition
+from registry.errors import ProcessNotFound, RunNotFound
+from registry.lifecycle import RunStatus
 from registry.model import ProcessDef, RegistryDef
 from registry.records import (
     ActiveRun,
@@ -61,10 +46,10 @@ from registry.records import (
     RequestKind,
 )
 from registry.storage import queries as q
-from registry.storage.codec import process_to_document, settings_to_document
+from registry.storage import run_writes, schema_version
+from registry.storage.codec import json_roundtrip, process_to_document, settings_to_document
+from registry.storage.engine import make_engine, write_transaction
 from registry.storage.tables import (
-    attempts,
-    metadata,
     process_state,
     processes,
     registry_revision,
@@ -73,21 +58,21 @@ from registry.storage.tables import (
     settings,
 )
 
-#: seconds a SQLite writer waits for another process's write lock before giving up
-SQLITE_BUSY_TIMEOUT_S = 30.0
-#: key of the PostgreSQL advisory lock taken while creating tables (any fixed number will do)
-_PG_CREATE_LOCK = 0x706C616E6E6572  # "planner"
-
 
 class SqlStore:
     """The store on a SQLAlchemy URL (``sqlite:///planner.db``, ``postgresql+psycopg://...``)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._engine = _make_engine(url)
+        self._engine = make_engine(url)
         self._sqlite = self._engine.dialect.name == "sqlite"
         self._local = threading.local()  # the connection of the batch open on this thread
-        self._create_tables()
+        try:
+            with self._write() as conn:  # under the write lock: one creator, no half upgrade
+                schema_version.prepare(conn)
+        except BaseException:
+            self._engine.dispose()
+            raise
 
     @property
     def engine(self) -> Engine:
@@ -102,15 +87,6 @@ class SqlStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _create_tables(self) -> None:
-        # Two processes opening a new database at once (a planner and a CLI command) must not
-        # both try to create the tables: check-and-create runs under the write lock (SQLite's
-        # DDL is transactional) or a transaction-scoped advisory lock (PostgreSQL).
-        with self._write() as conn:
-            if not self._sqlite:
-                conn.execute(select(func.pg_advisory_xact_lock(_PG_CREATE_LOCK)))
-            metadata.create_all(conn)
 
     # -- transactions -------------------------------------------------------------------------
 
@@ -136,10 +112,8 @@ class SqlStore:
         if current is not None:
             yield current
             return
-        with self._engine.connect() as conn:
-            conn.execution_options(planner_write=True)
-            with conn.begin():
-                yield conn
+        with write_transaction(self._engine) as conn:
+            yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -164,7 +138,7 @@ class SqlStore:
     # -- registry -----------------------------------------------------------------------------
 
     def apply(self, registry: RegistryDef, *, now: datetime) -> ApplyResult:
-        new_settings = _json_roundtrip(settings_to_document(registry))
+        new_settings = json_roundtrip(settings_to_document(registry))
         added: list[str] = []
         changed: list[str] = []
         with self._write() as conn:
@@ -175,7 +149,7 @@ class SqlStore:
                 conn.execute(delete(processes).where(processes.c.name.in_(removed)))
             for name in sorted(registry.processes):
                 definition = registry.processes[name]
-                doc = _json_roundtrip(process_to_document(definition))
+                doc = json_roundtrip(process_to_document(definition))
                 row = rows.get(name)
                 if row is None:
                     conn.execute(
@@ -226,7 +200,7 @@ class SqlStore:
             if name not in registry.processes:
                 raise ProcessNotFound(name)
             definition = revise(registry, name, changes).processes[name]
-            doc = _json_roundtrip(process_to_document(definition))
+            doc = json_roundtrip(process_to_document(definition))
             row = conn.execute(select(processes).where(processes.c.name == name)).one()
             if row.document != doc or q.row_promoted(row) != _promoted(definition):
                 conn.execute(
@@ -249,73 +223,23 @@ class SqlStore:
         request_id: int | None = None,
     ) -> None:
         with self._write() as conn:
-            existing = conn.execute(
-                select(runs.c.status).where(runs.c.run_id == run_id)
-            ).scalar_one_or_none()
-            if existing is not None:
-                raise IllegalTransition(run_id, existing, RunStatus.QUEUED.value)
-            conn.execute(
-                insert(runs).values(
-                    run_id=run_id,
-                    process=process,
-                    seq=_run_seq(run_id, process),
-                    scheduled=scheduled,
-                    status=RunStatus.QUEUED.value,
-                    attempt=1,
-                    params=_json_roundtrip(dict(params)),
-                    request_id=request_id,
-                    created=queued,
-                )
-            )
-            conn.execute(
-                insert(attempts).values(
-                    run_id=run_id,
-                    attempt=1,
-                    process=process,
-                    status=RunStatus.QUEUED.value,
-                    scheduled=scheduled,
-                    queued=queued,
-                )
+            run_writes.create_run(
+                conn,
+                run_id=run_id,
+                process=process,
+                scheduled=scheduled,
+                queued=queued,
+                params=params,
+                request_id=request_id,
             )
 
     def retry_run(self, run_id: str, *, attempt: int, queued: datetime) -> None:
         with self._write() as conn:
-            run = _lock_run(conn, run_id)
-            check_transition(run_id, RunStatus(run.status), RunStatus.QUEUED)
-            if attempt != run.attempt + 1:
-                raise IllegalTransition(
-                    run_id, f"retrying after attempt {run.attempt}", f"queued as attempt {attempt}"
-                )
-            conn.execute(
-                update(runs)
-                .where(runs.c.run_id == run_id)
-                .values(status=RunStatus.QUEUED.value, attempt=attempt, retry_at=None)
-            )
-            conn.execute(
-                insert(attempts).values(
-                    run_id=run_id,
-                    attempt=attempt,
-                    process=run.process,
-                    status=RunStatus.QUEUED.value,
-                    scheduled=run.scheduled,
-                    queued=queued,
-                )
-            )
+            run_writes.retry_run(conn, run_id, attempt=attempt, queued=queued)
 
     def attempt_started(self, run_id: str, attempt: int, *, start: datetime, worker: str) -> None:
         with self._write() as conn:
-            run = _lock_run(conn, run_id)
-            current = _current_attempt(conn, run, attempt, RunStatus.RUNNING)
-            check_transition(run_id, RunStatus(current.status), RunStatus.RUNNING)
-            check_transition(run_id, RunStatus(run.status), RunStatus.RUNNING)
-            conn.execute(
-                update(attempts)
-                .where(attempts.c.run_id == run_id, attempts.c.attempt == attempt)
-                .values(status=RunStatus.RUNNING.value, start=start, worker=worker)
-            )
-            conn.execute(
-                update(runs).where(runs.c.run_id == run_id).values(status=RunStatus.RUNNING.value)
-            )
+            run_writes.attempt_started(conn, run_id, attempt, start=start, worker=worker)
 
     def finish_attempt(
         self,
@@ -330,48 +254,23 @@ class SqlStore:
         result: str | None = None,
         retry_at: datetime | None = None,
     ) -> None:
-        if not status.terminal:
-            raise ValueError(f"an attempt ends in a terminal status, not {status.value!r}")
         with self._write() as conn:
-            run = _lock_run(conn, run_id)
-            current = _current_attempt(conn, run, attempt, status)
-            check_transition(run_id, RunStatus(current.status), status)
-            check_transition(run_id, RunStatus(run.status), status)
-            if retry_at is not None:
-                check_transition(run_id, status, RunStatus.RETRYING)
-            began = start if start is not None else current.start
-            conn.execute(
-                update(attempts)
-                .where(attempts.c.run_id == run_id, attempts.c.attempt == attempt)
-                .values(
-                    status=status.value,
-                    start=began,
-                    end=end,
-                    duration_s=None if began is None else (end - began).total_seconds(),
-                    worker=worker if worker is not None else current.worker,
-                    error_type=None if error is None else error.type,
-                    error_message=None if error is None else error.message,
-                    error_traceback=None if error is None else error.traceback,
-                    result=result,
-                )
+            run_writes.finish_attempt(
+                conn,
+                run_id,
+                attempt,
+                status=status,
+                end=end,
+                start=start,
+                worker=worker,
+                error=error,
+                result=result,
+                retry_at=retry_at,
             )
-            if retry_at is not None:
-                values: dict[str, Any] = {"status": RunStatus.RETRYING.value, "retry_at": retry_at}
-            else:
-                values = {"status": status.value, "ended": end}
-            conn.execute(update(runs).where(runs.c.run_id == run_id).values(**values))
 
     def cancel_retry(self, run_id: str, *, at: datetime) -> None:
         with self._write() as conn:
-            run = _lock_run(conn, run_id)
-            check_transition(run_id, RunStatus(run.status), RunStatus.CANCELLED)
-            if run.status != RunStatus.RETRYING.value:  # queued/running runs end via their attempt
-                raise IllegalTransition(run_id, run.status, "cancelled before its next attempt")
-            conn.execute(
-                update(runs)
-                .where(runs.c.run_id == run_id)
-                .values(status=RunStatus.CANCELLED.value, retry_at=None, ended=at)
-            )
+            run_writes.cancel_retry(conn, run_id, at=at)
 
     def active_runs(self) -> list[ActiveRun]:
         with self._read() as conn:
@@ -405,7 +304,7 @@ class SqlStore:
             ).scalar_one_or_none()
 
     def save_state(self, process: str, state: Any) -> None:
-        value = _json_roundtrip(state)
+        value = json_roundtrip(state)
         with self._write() as conn:
             conn.execute(self._upsert(process_state, {"process": process}, {"state": value}))
 
@@ -429,7 +328,7 @@ class SqlStore:
             "kind": RequestKind(kind).value,
             "process": process,
             "run_id": run_id,
-            "params": _json_roundtrip(dict(params or {})),
+            "params": json_roundtrip(dict(params or {})),
             "force": force,
             "created": at,
         }
@@ -466,49 +365,7 @@ class SqlStore:
             return q.logged_decisions(conn, process, limit)
 
 
-# -- engine -------------------------------------------------------------------------------------
-
-
-def _make_engine(url: str) -> Engine:
-    parsed = make_url(url)
-    if parsed.drivername == "postgresql":  # psycopg 3 is the driver we ship and test
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True)
-    engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
-    event.listen(engine, "connect", _sqlite_connect)
-    event.listen(engine, "begin", _sqlite_begin)
-    return engine
-
-
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    # Take transaction control from the sqlite3 module, which would otherwise start deferred
-    # transactions on its own; ``_sqlite_begin`` emits BEGIN itself.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        # In WAL mode NORMAL syncs at checkpoints, not at every commit: a committed transaction
-        # survives a crash of the planner process (the OS has it); only a power loss can take
-        # the last commits. That is the durability the planner promises, at a fraction of the cost.
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-    finally:
-        cursor.close()
-
-
-def _sqlite_begin(conn: Connection) -> None:
-    write = conn.get_execution_options().get("planner_write", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def _json_roundtrip(value: Any) -> Any:
-    """The value as it will come back from a JSON column (lists for tuples, str keys...)."""
-    return json.loads(json.dumps(value))
 
 
 def _promoted(definition: ProcessDef) -> dict[str, Any]:
@@ -519,36 +376,8 @@ def _sans_source(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k != "source"}
 
 
-def _run_seq(run_id: str, process: str) -> int | None:
-    suffix = run_id.removeprefix(f"{process}-")
-    if suffix != run_id and suffix.isascii() and suffix.isdigit():
-        return int(suffix)
-    return None
-
-
 def _lock_registry(conn: Connection) -> None:
     """Serialise registry writers (PostgreSQL; SQLite's BEGIN IMMEDIATE already does)."""
     conn.execute(
         select(registry_revision.c.revision).where(registry_revision.c.id == 1).with_for_update()
     )
-
-
-def _lock_run(conn: Connection, run_id: str) -> Row[Any]:
-    row = conn.execute(select(runs).where(runs.c.run_id == run_id).with_for_update()).one_or_none()
-    if row is None:
-        raise RunNotFound(run_id)
-    return row
-
-
-def _current_attempt(conn: Connection, run: Row[Any], attempt: int, new: RunStatus) -> Row[Any]:
-    """The run's current attempt, which must be ``attempt``."""
-    row = conn.execute(
-        select(attempts).where(attempts.c.run_id == run.run_id, attempts.c.attempt == attempt)
-    ).one_or_none()
-    if row is None or attempt != run.attempt:
-        raise IllegalTransition(
-            run.run_id,
-            f"{run.status} at attempt {run.attempt}",
-            f"{new.value} at attempt {attempt}",
-        )
-    return row

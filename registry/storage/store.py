@@ -170,7 +170,8 @@ class Store(Protocol):
 
 
 def open_store(url: str | None = None) -> Store:
-    """Open (creating tables if needed) the store at ``url`` / ``PLANNER_DB`` / ``planner.db``."""
+    """Open the store at ``url`` / ``PLANNER_DB`` / ``planner.db``: an empty database is created at
+    the current schema revision; one at another revision raises ``SchemaMismatch``."""
     from registry.storage.sqlstore import SqlStore
 
     return SqlStore(resolve_url(url))

@@ -5,7 +5,8 @@
 ``definitions``  ``validate``, ``apply``, ``schema``, ``graph``;
 ``execution``    ``run``;
 ``inspection``   ``plan``, ``simulate``, ``explain``, ``status``, ``history``;
-``operations``   ``trigger``, ``cancel``, ``hold``, ``release``, ``reset``, ``set``.
+``operations``   ``trigger``, ``cancel``, ``hold``, ``release``, ``reset``, ``set``;
+``database``     ``db current``, ``db upgrade``.
 
 A command module registers its commands on ``app.cli`` when imported; importing it below is all
 it takes to add one. ``app`` imports no command module, so there is no cycle.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 # one line per command module: importing it registers its commands on ``cli``
 from planner.interfaces.cli import (  # noqa: F401
+    database,
     definitions,
     execution,
     inspection,

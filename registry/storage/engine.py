@@ -1,0 +1,122 @@
+"""Engines and transactions for the store's databases (SQLite files and PostgreSQL).
+
+``make_engine(url)`` turns a SQLAlchemy URL into the engine every part of the store uses, the
+store itself and the schema migrations alike:
+
+- ``postgresql://`` means psycopg 3, the driver we ship and test; connections are pinged before
+  use, so a planner survives a database restart.
+- SQLite files run in WAL mode (readers never block the writer, nor the writer them), with foreign
+  keys on and a busy timeout. The sqlite3 module's own transaction handling is switched off:
+  ``begin`` emits ``BEGIN IMMEDIATE`` on a connection opened by ``write_transaction``, so a writer
+  takes the write lock up front (waiting up to the busy timeout) instead of failing with
+  ``SQLITE_BUSY`` when a read inside it would have to upgrade after another process committed, and
+  a plain deferred ``BEGIN`` otherwise.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+#: seconds a SQLite writer waits for another process's write lock before giving up
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def make_engine(url: str) -> Engine:
+    """The engine for ``url`` (``sqlite:///planner.db``, ``postgresql+psycopg://...``)."""
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":  # psycopg 3 is the driver we ship and test
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, pool_pre_ping=True)
+    engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+@contextmanager
+def write_transaction(engine: Engine, *, foreign_keys: bool = True) -> Iterator[Connection]:
+    """A connection in a write transaction, committed when the block ends without error.
+
+    ``foreign_keys=False`` is for schema migrations on SQLite, which rebuild a table by copying
+    it, dropping the old one and renaming the copy: with foreign keys on, the drop would delete
+    the rows that reference it (``ON DELETE CASCADE``). SQLite ignores the pragma inside a
+    transaction, so it is set before ``BEGIN``; the references are checked before the commit."""
+    relaxed = not foreign_keys and engine.dialect.name == "sqlite"
+    with engine.connect() as conn:
+        conn.execution_options(planner_write=True)
+        if relaxed:
+            _sqlite_pragma(conn, "foreign_keys=OFF")
+        try:
+            with conn.begin():
+                yield conn
+                if relaxed:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        table, rowid, parent, _ = broken[0]
+                        raise RuntimeError(
+                            f"{len(broken)} broken reference(s), the first from {table!r} row "
+                            f"{rowid} to {parent!r}: nothing was changed"
+                        )
+        finally:
+            if relaxed:
+                _sqlite_pragma(conn, "foreign_keys=ON")
+
+
+def _sqlite_pragma(conn: Connection, pragma: str) -> None:
+    # On the DBAPI connection, so that SQLAlchemy does not begin a transaction around it.
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(f"PRAGMA {pragma}")
+    finally:
+        cursor.close()
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control from the sqlite3 module, which would otherwise start deferred
+    # transactions on its own; ``_sqlite_begin`` emits BEGIN itself.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        _wal(cursor)
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # In WAL mode NORMAL syncs at checkpoints, not at every commit: a committed transaction
+        # survives a crash of the planner process (the OS has it); only a power loss can take
+        # the last commits. That is the durability the planner promises, at a fraction of the cost.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def _wal(cursor: Any) -> None:
+    """Switch the file to WAL mode (once per file; it persists).
+
+    Changing the journal mode needs the file to itself: when several processes open a new
+    database at the same instant, SQLite answers "database is locked" at once rather than
+    waiting, so the switch is retried with a short backoff up to the busy timeout."""
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)  # backoff between attempts, not synchronisation
+            delay = min(delay * 2, 0.2)
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    write = conn.get_execution_options().get("planner_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
