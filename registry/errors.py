@@ -5,9 +5,13 @@
     │                                 carries every ``Problem`` found (file, line, process)
     ├── ProcessNotFound(LookupError)  a command named a process the registry does not have
     ├── RunNotFound(LookupError)      a command named a run id the store does not have
+    ├── NoDatabase(LookupError)       a command that only reads found no database to read
+    ├── UnsupportedDatabase(ValueError)  a database URL this planner cannot use (or none)
     ├── IllegalTransition(RuntimeError)  a run status change the lifecycle table forbids
-    └── SchemaMismatch(RuntimeError)  the database's schema is at another revision than this
-                                      planner's: older (``planner db upgrade``) or unknown to it
+    ├── SchemaMismatch(RuntimeError)  the database's schema is at another revision than this
+    │                                 planner's: older (``planner db upgrade``) or unknown to it
+    └── LeaseLost(RuntimeError)       this planner's lease was taken over (it was paused or cut
+                                      off past its timeout): it may no longer write
 
 Runtime failures of jobs (a callable raised, a command exited non-zero) are not exceptions of the
 planner: they are recorded on the attempt (``ErrorInfo``) and handled by retry policy.
@@ -68,6 +72,30 @@ class RunNotFound(PlannerError, LookupError):
         return str(self.args[0])
 
 
+class NoDatabase(PlannerError, LookupError):
+    """A read-only command (or ``planner db``) found no database at ``url``; none was created."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        super().__init__(f"no database at {url}: `planner apply FILES…` creates one")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class UnsupportedDatabase(PlannerError, ValueError):
+    """A database URL that is empty, malformed, or names a database or driver we do not support."""
+
+    SUPPORTED = (
+        "sqlite:///PATH, postgresql+psycopg://USER@HOST/DB "
+        "(postgresql:// and postgres:// mean the same)"
+    )
+
+    def __init__(self, url: str, problem: str) -> None:
+        self.url = url
+        super().__init__(f"{problem}: use {self.SUPPORTED}")
+
+
 class IllegalTransition(PlannerError, RuntimeError):
     def __init__(self, run_id: str, current: str, new: str) -> None:
         self.run_id, self.current, self.new = run_id, current, new
@@ -94,3 +122,15 @@ class SchemaMismatch(PlannerError, RuntimeError):
                 "upgrade dask-planner"
             )
         super().__init__(message)
+
+
+class LeaseLost(PlannerError, RuntimeError):
+    """A planner's write found its fencing number stale: another planner holds the lease now."""
+
+    def __init__(self, instance: str, fence: int, holder: str | None) -> None:
+        self.instance, self.fence, self.holder = instance, fence, holder
+        now = f"{holder!r} holds it now" if holder else "nobody holds it now"
+        super().__init__(
+            f"planner {instance!r} lost the lease (fencing number {fence} is stale; {now}): "
+            "it may no longer write"
+        )

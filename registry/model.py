@@ -87,10 +87,18 @@ class ProcessDef:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RegistryDef:
-    """A whole validated registry: settings plus processes by name."""
+    """A whole validated registry: settings plus processes by name.
+
+    A registry loaded from YAML is valid as a whole (or not loaded at all). One loaded from the
+    store may hold rows that an operator broke with SQL: those processes are left out of
+    ``processes`` and listed in ``invalid`` (name → the validation message), so the planner
+    keeps planning the rest; a broken setting falls back to its default and is described in
+    ``problems``."""
 
     timezone: str = "UTC"
     slots: int | None = None
     pools: Mapping[str, int] = field(default_factory=dict)
     ranking: Ranking = Ranking.ADP
     processes: Mapping[str, ProcessDef] = field(default_factory=dict)
+    invalid: Mapping[str, str] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()

@@ -109,3 +109,30 @@ class LoggedDecision:
     process: str
     decision: str  # "start" | "wait"
     reasons: tuple[tuple[str, str], ...]  # (code, detail)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlannerSeen:
+    """A planner process that ran on a database: its role, and when it was last seen."""
+
+    instance: str  # "host:pid:token", unique per process
+    host: str
+    pid: int
+    role: str  # "leader" | "standby" | "stopped"
+    started: datetime
+    seen: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaseState:
+    """Who plans for a database (``holder`` None: nobody), and the planners seen on it."""
+
+    holder: str | None = None
+    fence: int = 0
+    acquired_at: datetime | None = None
+    renewed_at: datetime | None = None
+    expires_at: datetime | None = None
+    planners: tuple[PlannerSeen, ...] = ()
+
+    def planner(self, instance: str | None) -> PlannerSeen | None:
+        return next((p for p in self.planners if p.instance == instance), None)

@@ -61,3 +61,31 @@ def wait_for_file(marker: str, release: str, timeout: float = 120.0) -> str:
             raise TimeoutError(f"{release} never appeared")
         time.sleep(0.02)
     return "released"
+
+
+def until_cancelled(marker: str, ctx: Any, timeout: float = 60.0) -> str:
+    """Write ``marker``, then return as soon as the attempt is cancelled (``ctx.cancelled``)."""
+    from pathlib import Path
+
+    Path(marker).write_text("started")
+    return "stopped" if ctx.cancelled.wait(timeout) else "never cancelled"
+
+
+def linger(marker: str, release: str, ctx: Any, timeout: float = 60.0) -> str:
+    """Write ``marker``; once ``ctx.cancelled`` is set write ``<marker>.cancelled`` and carry on
+    regardless until ``release`` exists — a callable that does not honour a cancel or timeout."""
+    import time
+    from pathlib import Path
+
+    Path(marker).write_text("started")
+    ctx.cancelled.wait(timeout)
+    Path(marker + ".cancelled").write_text("seen")
+    deadline = time.monotonic() + timeout
+    while not Path(release).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return "finally"
+
+
+def raise_huge(size: int) -> None:
+    """Raise an exception whose message is ``size`` characters long."""
+    raise RuntimeError("x" * size)

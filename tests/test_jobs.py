@@ -51,11 +51,13 @@ def spec(**overrides: Any) -> JobSpec:
 
 calls: list[dict[str, Any]] = []
 RELEASE = threading.Event()
+STARTED = threading.Event()
 
 
 @pytest.fixture(autouse=True)
 def _reset_calls() -> Iterator[None]:
     calls.clear()
+    STARTED.clear()
     yield
     RELEASE.set()  # let any abandoned job thread finish
     RELEASE.clear()
@@ -104,6 +106,14 @@ def big() -> str:
 
 def blocks_until_released() -> None:
     RELEASE.wait(30)
+
+
+def blocks_until_cancelled(ctx: JobContext) -> str:
+    STARTED.set()
+    ctx.cancelled.wait(30)
+    calls.append({"cancelled_at": time.monotonic()})
+    RELEASE.wait(30)  # and carries on for a while: the attempt must wait for it
+    return "late"
 
 
 def hook_all(process: str, run_id: str, attempt: int, status: str, error: Any, event: str) -> None:
@@ -222,11 +232,27 @@ def test_callable_with_timeout_that_finishes() -> None:
     assert failed.error is not None and failed.error.type == "KeyError"
 
 
-def test_callable_timeout() -> None:
-    outcome = execute(spec(run=f"{ME}:blocks_until_released", timeout_s=0.2))
+def test_callable_timeout_sets_ctx_cancelled_and_waits_for_the_thread() -> None:
+    overdue = threading.Event()
+    released_at: list[float] = []
+
+    def release_once_overdue() -> None:
+        assert overdue.wait(30)
+        released_at.append(time.monotonic())
+        RELEASE.set()
+
+    releaser = threading.Thread(target=release_once_overdue)
+    releaser.start()
+    outcome = execute(
+        spec(run=f"{ME}:blocks_until_cancelled", timeout_s=0.2), on_overdue=overdue.set
+    )
+    releaser.join()
+    ended = time.monotonic()
     assert outcome.status is RunStatus.TIMED_OUT
     assert outcome.error is not None and outcome.error.type == "Timeout"
-    assert "blocks_until_released" in outcome.error.traceback  # the stuck thread's stack
+    assert "blocks_until_cancelled" in outcome.error.traceback  # the stack it was stuck in
+    assert "returned" in outcome.error.message
+    assert calls and ended >= released_at[0]  # execute returned only after the thread did
     assert outcome.duration_s >= 0.2
 
 
@@ -352,6 +378,7 @@ def test_command_environment(tmp_path: Path) -> None:
     assert outcome.status is RunStatus.SUCCEEDED, outcome.error
     # what the planner added: the child also inherits this process's environment
     env = {k: v for k, v in json.loads(out.read_text()).items() if k not in os.environ}
+    assert env.pop("PLANNER_ATTEMPT_KEY").startswith("p-7/3/")  # unique to the attempt
     assert env == {
         "PLANNER_RUN_ID": "p-7",
         "PLANNER_ATTEMPT": "3",
@@ -519,3 +546,103 @@ def test_execute_on_a_local_cluster_reports_the_worker_address() -> None:
 
         cmd = client.submit(execute, spec(command=py("print(42)")), pure=False).result(timeout=60)
         assert (cmd.status, cmd.result, cmd.worker in workers) == (RunStatus.SUCCEEDED, "42", True)
+
+
+# --- cancel, escaped descendants, bounds ------------------------------------------------------
+
+
+def escaping_command(tmp_path: Path, then: str = "sleep 30") -> str:
+    """A shell whose grandchild starts a session of its own (setsid) and records its pid."""
+    return f"setsid sh -c 'echo $$ > {tmp_path}/escaped.pid; exec sleep 30' & {then}"
+
+
+def escaped_pid(tmp_path: Path) -> int:
+    pidfile = tmp_path / "escaped.pid"
+    deadline = time.monotonic() + 10
+    while not (pidfile.exists() and pidfile.read_text().strip()):
+        assert time.monotonic() < deadline, "the grandchild never started"
+        time.sleep(0.01)
+    return int(pidfile.read_text())
+
+
+@pytest.mark.integration
+def test_escaped_grandchild_is_killed_on_timeout_and_after_exit(tmp_path: Path) -> None:
+    timed = execute(spec(command=escaping_command(tmp_path), timeout_s=0.5, kill_grace_s=0.3))
+    assert timed.status is RunStatus.TIMED_OUT
+    assert wait_gone(escaped_pid(tmp_path))
+    (tmp_path / "escaped.pid").unlink()
+    # exits at once, leaving the grandchild behind: it is the attempt's, so it goes too
+    done = execute(spec(command=escaping_command(tmp_path, "sleep 0.3; echo done"), timeout_s=30))
+    assert done.status is RunStatus.SUCCEEDED and done.result == "done"
+    assert wait_gone(escaped_pid(tmp_path))
+
+
+@pytest.mark.integration
+def test_cancel_attempt_kills_a_running_command(tmp_path: Path) -> None:
+    from planner.live.worker import cancel_attempt
+
+    box: dict[str, JobOutcome] = {}
+    command = escaping_command(tmp_path, "trap '' TERM; sleep 30")  # the leader ignores SIGTERM
+    job = threading.Thread(
+        target=lambda: box.update(o=execute(spec(command=command, kill_grace_s=0.3), key="k-1"))
+    )
+    job.start()
+    grandchild = escaped_pid(tmp_path)
+    assert cancel_attempt("k-1", "cancelled by a test")
+    job.join(20)
+    assert not job.is_alive()
+    outcome = box["o"]
+    assert outcome.status is RunStatus.CANCELLED
+    assert outcome.error is not None and outcome.error.message.startswith("cancelled by a test")
+    assert wait_gone(grandchild)
+
+
+def test_a_cancel_that_comes_first_ends_the_attempt_at_once() -> None:
+    from planner.live.worker import cancel_attempt
+
+    assert not cancel_attempt("k-early")  # not running here yet: remembered
+    outcome = execute(spec(run=f"{ME}:blocks_until_released"), key="k-early")
+    assert outcome.status is RunStatus.CANCELLED
+    assert outcome.error is not None and "before it started" in outcome.error.message
+    assert execute(spec(run=f"{ME}:add", params={"a": 1}), key="k-early").result == "1"
+
+
+def test_a_cancelled_callable_sees_ctx_cancelled() -> None:
+    from planner.live.worker import cancel_attempt
+
+    box: dict[str, JobOutcome] = {}
+    job = threading.Thread(
+        target=lambda: box.update(o=execute(spec(run=f"{ME}:blocks_until_cancelled"), key="k-2"))
+    )
+    job.start()
+    assert STARTED.wait(10)
+    assert cancel_attempt("k-2")
+    RELEASE.set()
+    job.join(20)
+    assert box["o"].status is RunStatus.CANCELLED
+    assert calls and "cancelled_at" in calls[0]
+
+
+def raises_huge(size: int) -> None:
+    raise ValueError("m" * size)
+
+
+def test_error_parts_are_bounded_on_the_worker() -> None:
+    from planner.live.worker.outcome import (
+        MESSAGE_MAX_CHARS,
+        TRACEBACK_LINES,
+        TRACEBACK_MAX_CHARS,
+    )
+
+    outcome = execute(spec(run=f"{ME}:raises_huge", params={"size": 50_000_000}))
+    assert outcome.error is not None and outcome.error.type == "ValueError"
+    assert len(outcome.error.message) == MESSAGE_MAX_CHARS
+    assert len(outcome.error.traceback) <= TRACEBACK_MAX_CHARS
+    assert "in raises_huge" in outcome.error.traceback  # frames survive the huge last line
+    # one 1 MB line of stderr
+    command = py("import sys; sys.stderr.write('e' * 1_000_000); sys.exit(1)")
+    failed = execute(spec(command=command))
+    assert failed.error is not None and failed.error.type == "CommandFailed"
+    assert len(failed.error.traceback) <= TRACEBACK_MAX_CHARS
+    short = execute(spec(run=f"{ME}:boom"))
+    assert short.error is not None and len(short.error.traceback.splitlines()) <= TRACEBACK_LINES

@@ -17,6 +17,7 @@ from registry.lifecycle import RunStatus
 from registry.records import RequestKind
 from registry.storage.sqlstore import SqlStore
 from tests import live_jobs
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -136,19 +137,19 @@ processes:
 
 
 def test_cancel_a_running_run(tmp_path: Path, client: Client) -> None:
+    marker = tmp_path / "started"
     store = _store(
         tmp_path,
-        """
+        f"""
 processes:
-  long: {run: tests.live_jobs:gate, params: {name: long}}
+  long: {{run: tests.live_jobs:until_cancelled, params: {{marker: "{marker}"}}}}
 """,
     )
     driver = _driver(store, client)
     thread = _run_in_thread(driver, until_idle=True)
-    assert live_jobs.STARTED["long"].wait(30)
+    wait_for(marker.exists, 30, "the job to start")
     store.add_request(RequestKind.CANCEL, at=utcnow(), run_id="long-1")
-    thread.join(30)
-    live_jobs.RELEASE["long"].set()
+    thread.join(30)  # the job returns once it sees ctx.cancelled
     assert not thread.is_alive()
     (attempt,) = store.history("long")
     assert attempt.status is RunStatus.CANCELLED
@@ -185,7 +186,6 @@ def test_worker_killed_mid_job_is_a_failed_attempt_then_retried(tmp_path: Path) 
     from distributed.comm.core import CommClosedError
 
     from planner.live.cluster import PLANNER_DASK_CONFIG
-    from tests.waiting import wait_for
 
     marker = tmp_path / "worker.txt"
     store = _store(

@@ -34,6 +34,8 @@ from registry.storage.sqlstore import SqlStore
 from registry.storage.tables import metadata
 
 FIXTURES = Path(__file__).parent / "fixtures"
+#: the revision of the test-only release after this one
+NEXT = "0900"
 T0 = datetime(2026, 3, 1, 3, 0, tzinfo=UTC)
 
 #: a revision after the real head: a new column on ``runs``, the table rebuilt on SQLite (where
@@ -43,7 +45,7 @@ SECOND_REVISION = '''"""Test revision: runs get a note."""
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
+revision = "{next}"
 down_revision = "{down}"
 branch_labels = None
 depends_on = None
@@ -98,9 +100,11 @@ def next_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[]
         location = tmp_path / "migrations"
         ignore = shutil.ignore_patterns("__pycache__")
         shutil.copytree(schema_version.SCRIPT_LOCATION, location, ignore=ignore)
-        (location / "versions" / "0002_note.py").write_text(SECOND_REVISION.format(down=real_head))
+        (location / "versions" / f"{NEXT}_note.py").write_text(
+            SECOND_REVISION.format(next=NEXT, down=real_head)
+        )
         monkeypatch.setattr(schema_version, "SCRIPT_LOCATION", str(location))
-        assert schema_version.head() == "0002"
+        assert schema_version.head() == NEXT
         return real_head
 
     return install
@@ -170,7 +174,7 @@ def table_rows(url: str, columns: dict[str, list[str]] | None = None) -> dict[st
             tables.reflect(conn)
             rows: dict[str, list[Any]] = {}
             for table in tables.sorted_tables:
-                if table.name == "alembic_version":
+                if table.name == "alembic_version" or (columns and table.name not in columns):
                     continue
                 names = columns[table.name] if columns else [c.name for c in table.columns]
                 query = select(*(table.c[n] for n in names)).order_by(*table.primary_key.columns)
@@ -360,7 +364,9 @@ def test_a_first_release_database_upgrades_with_every_record(
 
     assert schema_version.upgrade(url) == (schema_version.FIRST_RELEASE, schema_version.head())
     assert schema_version.current(url) == schema_version.head()
-    assert table_rows(url) == before
+    after = table_rows(url)
+    assert {name: after[name] for name in before} == before  # every record kept
+    assert all(not rows for name, rows in after.items() if name not in before)  # new tables
     check_first_release_records(url)
     # upgrading again has nothing to do
     assert schema_version.upgrade(url) == (schema_version.head(), schema_version.head())
@@ -376,8 +382,8 @@ def test_a_first_release_database_upgrades_through_a_later_revision(
     with pytest.raises(SchemaMismatch, match="planner db upgrade"):
         SqlStore(url)
 
-    assert schema_version.upgrade(url) == (schema_version.FIRST_RELEASE, "0002")
-    assert schema_version.current(url) == "0002"
+    assert schema_version.upgrade(url) == (schema_version.FIRST_RELEASE, NEXT)
+    assert schema_version.current(url) == NEXT
     assert table_rows(url, columns) == before
     assert {row["note"] for row in table_rows(url)["runs"]} == {None}
     check_first_release_records(url)
@@ -448,16 +454,16 @@ def test_the_store_refuses_an_older_database_until_it_is_upgraded(
     with pytest.raises(SchemaMismatch) as refused:
         SqlStore(url)
     assert str(refused.value) == (
-        f"database schema is at revision {older!r}, this planner needs '0002': "
+        f"database schema is at revision {older!r}, this planner needs '0900': "
         "run `planner db upgrade`"
     )
     assert refused.value.known
 
-    assert schema_version.upgrade(url) == (older, "0002")
+    assert schema_version.upgrade(url) == (older, NEXT)
     assert table_rows(url, columns) == before
     with SqlStore(url) as store:  # at head now: used as is
         assert [(a.run_id, a.status) for a in store.history()] == [("a-1", RunStatus.RUNNING)]
-    assert schema_version.current(url) == "0002"
+    assert schema_version.current(url) == NEXT
 
 
 # -- the command line ------------------------------------------------------------------------------
@@ -491,15 +497,15 @@ def test_db_current_and_upgrade_on_the_command_line(
 
     older = next_release()
     current = _planner(url, "db", "current")
-    assert current.output.strip() == f"{older}; this planner needs 0002: run `planner db upgrade`"
+    assert current.output.strip() == f"{older}; this planner needs 0900: run `planner db upgrade`"
     refused = _planner(url, "status")
     assert refused.exit_code == 1
-    assert f"revision {older!r}, this planner needs '0002'" in refused.output
+    assert f"revision {older!r}, this planner needs '0900'" in refused.output
     assert "planner db upgrade" in refused.output
 
     upgraded = _planner(url, "db", "upgrade")
-    assert upgraded.exit_code == 0 and upgraded.output.strip() == f"upgraded from {older} to 0002"
-    assert _planner(url, "db", "upgrade").output.strip() == "already at 0002"
+    assert upgraded.exit_code == 0 and upgraded.output.strip() == f"upgraded from {older} to 0900"
+    assert _planner(url, "db", "upgrade").output.strip() == "already at 0900"
     assert _planner(url, "status").exit_code == 0
 
 

@@ -6,6 +6,7 @@ attempt run twice because of the restart.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -193,3 +194,41 @@ def test_sigkill_with_remote_cluster_reattaches_without_rerunning(
         "early-1": [(1, RunStatus.SUCCEEDED)],
         "late-1": [(1, RunStatus.SUCCEEDED)],
     }
+
+
+def test_sigkill_with_remote_cluster_leaves_commands_running(
+    tmp_path: Path, dask_cluster: str
+) -> None:
+    """Commands are killed with their worker, never with the planner of a remote cluster."""
+    release = tmp_path / "release"
+    command = (
+        f"echo $$ > {tmp_path / 'cmd.pid'}; "
+        f"while [ ! -e {release} ]; do sleep 0.02; done; echo survived"
+    )
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(f"processes:\n  cmd:\n    command: {json.dumps(command)}\n    retries: 0\n")
+    db = f"sqlite:///{tmp_path / 'planner.db'}"
+    remote = ["--scheduler", dask_cluster, "--page-port", "0"]
+    first = _start(
+        _planner("--db", db, "run", str(registry), *remote),
+        tmp_path / "first.log",
+    )
+    try:
+        wait_for(lambda: (tmp_path / "cmd.pid").exists(), 60, "the command to start")
+    finally:
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(30)
+    release.write_text("go")
+    second = subprocess.run(
+        _planner("--db", db, "run", "--until-idle", *remote),
+        cwd=REPO,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert second.returncode == 0, second.stdout.decode() + second.stderr.decode()
+    assert _terminal_states(db) == {"cmd-1": [(1, RunStatus.SUCCEEDED)]}
+    store = SqlStore(db)
+    (attempt,) = store.history("cmd")
+    store.close()
+    assert attempt.result == "survived"

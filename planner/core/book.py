@@ -5,6 +5,12 @@ processes whose runs are still in flight), the dependency graph, the candidate l
 heap and the capacity that runs in flight hold — and applies events to it: a run finished, a
 trigger or reset arrived, the registry or the cluster changed. It marks *dirty* the processes an
 event can affect; it decides nothing. ``planner.core.planner.Planner`` builds on it and decides.
+
+A process the store could not validate (``RegistryDef.invalid``) keeps its ``ProcState`` — its
+runs in flight stay accounted for — with a placeholder definition and ``invalid`` set: it never
+starts, and its descendants wait on it. Run ids are ``f"{process}-{seq}"`` and must never repeat,
+so the book remembers the last sequence number of processes that left the registry (or that only
+the store's history knows of): a process removed and added again continues its numbering.
 """
 
 from __future__ import annotations
@@ -71,6 +77,8 @@ class ProcessBook:
         self.pool_use: Counter[str] = Counter()
         self.resource_use: Counter[str] = Counter()
         self._pending_settled: list[RunSettled] = []
+        #: the last run sequence number of each process not (or no longer) in ``states``
+        self.retired: dict[str, int] = {n: h.runs_created for n, h in (histories or {}).items()}
         self._apply_registry(registry, applied_at or {}, histories or {})
 
     @property
@@ -132,7 +140,8 @@ class ProcessBook:
         self._release(flight)
         ps.last_end = event.at
         d = ps.definition
-        if event.status in _RETRYABLE and flight.attempt <= d.retries and name in self.states:
+        retry = flight.attempt <= d.retries and name in self.states and ps.invalid is None
+        if event.status in _RETRYABLE and retry:
             flight.retry_at = event.at + d.retry_wait(flight.attempt)
             ps.retrying[event.run_id] = flight
             self._pending_settled.append(
@@ -176,7 +185,8 @@ class ProcessBook:
         self.tz = zone(registry.timezone)
         everything = old.timezone != registry.timezone or old.ranking != registry.ranking
         structure = False  # edges or durations changed: critical paths must be recomputed
-        for name in [n for n in self.states if n not in registry.processes]:
+        known = {**registry.invalid, **registry.processes}
+        for name in [n for n in self.states if n not in known]:
             self._remove(name)
             structure = True
         for name, definition in registry.processes.items():
@@ -184,10 +194,27 @@ class ProcessBook:
             if ps is None:
                 ps = self._add(definition, applied_at.get(name), histories.get(name))
                 structure = True
+            elif ps.invalid is not None:  # valid again
+                structure |= self._change(ps, definition)
+                self._set_invalid(ps, None)
             elif ps.definition != definition or everything:
                 structure |= self._change(ps, definition)
             else:
                 continue
+            self.dirty.add(name)
+        for name, message in registry.invalid.items():
+            if name in registry.processes:
+                continue
+            placeholder = ProcessDef(name=name)
+            ps = self.states.get(name)
+            if ps is None:
+                ps = self._add(placeholder, applied_at.get(name), histories.get(name))
+                structure = True
+            elif ps.invalid == message:
+                continue
+            elif ps.invalid is None:
+                structure |= self._change(ps, placeholder)
+            self._set_invalid(ps, message)
             self.dirty.add(name)
         self.reserved = {n for n, d in registry.processes.items() if d.reserve}
         if structure or everything:
@@ -206,6 +233,8 @@ class ProcessBook:
             for flight in ps.flights.values():
                 self.in_flight += 1
                 capacity.take(flight.pool, flight.resources, self.pool_use, self.resource_use)
+        # a process added again continues its run numbering: run ids never repeat
+        ps.runs_created = max(ps.runs_created, self.retired.pop(definition.name, 0))
         for run_id in (*ps.flights, *ps.retrying):
             self.run_index[run_id] = definition.name
         self._set_schedule(ps)
@@ -232,8 +261,15 @@ class ProcessBook:
             definition.expected_duration,
         )
 
+    def _set_invalid(self, ps: ProcState, message: str | None) -> None:
+        """Mark ``ps`` invalid (or valid again); its descendants' ancestors rule changes too."""
+        if (ps.invalid is None) != (message is None):
+            self.dirty.update(self.dag.successors(ps.name))
+        ps.invalid = message
+
     def _remove(self, name: str) -> None:
         ps = self.states.pop(name)
+        self.retired[name] = ps.runs_created
         if ps.rank is not None:
             self.candidates.discard(ps.rank)
         self.dag.remove(name)

@@ -33,6 +33,8 @@ class Code(enum.StrEnum):
     ANCESTORS = "ancestors"
     RETRY_DELAY = "retry_delay"
     MAX_ACTIVE = "max_active"
+    #: its row in the database does not validate (an operator's SQL edit); the detail says why
+    INVALID = "invalid"
     # capacity: the process is a candidate but there is no room for it
     SLOTS = "slots"
     POOL = "pool"

@@ -81,6 +81,15 @@ class Planner(ProcessBook):
             next_wakeup=self._next_wakeup(),
         )
 
+    def settle(self, now: datetime, *events: Event) -> Step:
+        """Apply ``events`` and report the runs they settle, deciding and starting nothing.
+
+        For a driver that is stopping: what finished (or was cancelled) on the way out is
+        recorded with the same retry policy as ever, and no new run begins."""
+        self.observe(now, *events)
+        settled, self._pending_settled = tuple(self._pending_settled), []
+        return Step(at=now, settled=settled)
+
     def plan(self, now: datetime) -> list[Decision]:
         """Dry run at ``now``: each process with ``start``/``wait`` and reasons; changes nothing."""
         evaluations = {name: self._evaluate(ps, now) for name, ps in self.states.items()}

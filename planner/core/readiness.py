@@ -36,6 +36,9 @@ def ancestor_problems(ps: ProcState, states: Mapping[str, ProcState]) -> list[st
         if anc is None:
             stale.append(f"{name} (not in the registry)")
             continue
+        if anc.invalid is not None:
+            stale.append(f"{name} (invalid)")
+            continue
         end = anc.last_success_end
         if end is not None and (since is None or end > since):
             continue
@@ -61,6 +64,14 @@ def evaluate(
     online_since: datetime,
 ) -> Readiness:
     """Every readiness rule of the SPEC for ``ps`` at ``t``. ``ps.next_fire`` must be current."""
+    if ps.invalid is not None:  # no rule can be judged on a definition the store refused
+        return Readiness(
+            reasons=(Reason(Code.INVALID, ps.invalid),),
+            kind=StartKind.SINGLE,
+            scheduled=t,
+            next_check=None,
+            opens_at=None,
+        )
     d = ps.definition
     reasons: list[Reason] = []
     times: list[datetime] = []  # future instants at which the answer may change

@@ -83,6 +83,8 @@ class ProcState:
     rank: tuple[Any, ...] | None = None  # key under which it sits in the candidate list
     check_version: int = 0  # invalidates stale wake-up heap entries
     logged: tuple[str, tuple[Code, ...]] | None = None  # last decision reported
+    #: why its definition in the store is refused; while set, ``definition`` is a placeholder
+    invalid: str | None = None
     readiness: Readiness | None = None  # the last evaluation
 
     @property

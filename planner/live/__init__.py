@@ -5,6 +5,10 @@
               recording before acting;
 ``dispatch``  submits attempts to Dask and turns its callbacks and worker events into events;
 ``cluster``   connects to a remote scheduler or starts an in-process ``LocalCluster``;
+``leadership`` the lease: one planner plans for a database, the others stand by;
+``outage``    riding out a database that goes away, up to ``--db-outage-limit``;
+``runner``    ``planner run`` end to end: stand by, connect, drive, stop cleanly;
+``snapshot``  a JSON-able picture of the running planner for pages;
 ``worker``    what runs on a Dask worker for one attempt (callables, commands, hooks).
 
 May import: ``planner.core``, ``registry`` (domain and storage), dask/distributed. Never
@@ -15,6 +19,7 @@ core: it must stay importable on a bare Dask worker.
 from __future__ import annotations
 
 from planner.live.cluster import Connection, connect
-from planner.live.loop import LiveDriver, Summary, run_planner, utcnow
+from planner.live.loop import LiveDriver, Summary, utcnow
+from planner.live.runner import run_planner
 
 __all__ = ["Connection", "LiveDriver", "Summary", "connect", "run_planner", "utcnow"]

@@ -3,16 +3,24 @@
 We never manage clusters ourselves: anything Dask runs on (dask-jobqueue, Kubernetes, a
 ``dask scheduler`` you started) is reached with ``--scheduler ADDRESS``. TLS and other connection
 settings come from Dask's own configuration (``distributed.comm.tls.*``), which ``Client`` reads.
+
+An in-process cluster's work ends with the planner: before it closes, every attempt on it is
+cancelled (commands killed, ``ctx.cancelled`` set); if the planner dies instead, its worker
+processes die with it and their guardians kill the commands (``planner.live.worker.guardian``).
+A remote cluster's work survives the planner.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import dask
 from distributed import Client, LocalCluster
+
+from planner.live.worker import cancel_all_attempts
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,5 +69,7 @@ def connect(
         try:
             yield Connection(client=client, remote=False, dashboard=client.dashboard_link)
         finally:
+            with contextlib.suppress(Exception):  # a broken cluster: the guardians still act
+                client.run(cancel_all_attempts, "the planner stopped", on_error="ignore")
             client.close()
             cluster.close()

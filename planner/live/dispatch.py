@@ -12,11 +12,20 @@ planner does not cancel work, and the worker-side wrapper logs ``started``/``fin
 the ``dask-planner`` topic. A restarted planner re-attaches to attempts the scheduler still runs and
 reads the outcome of those that finished while it was down from the scheduler's event log (which
 keeps the last ``distributed.admin.low-level-log-length`` events per topic).
+
+Cancel: ``request_cancel`` calls ``planner.live.worker.cancel_attempt`` on every worker with
+``Client.run`` (from a thread of its own, so a slow worker does not hold up the loop; the workers
+run it on their event loops at once). The worker kills a command's processes or sets a callable's
+``ctx.cancelled`` and the attempt ends, as ``cancelled``, when its work really has: its slot stays
+busy until its ``Done`` arrives. An attempt not yet started is also cancelled in Dask. Nothing is
+sent while no cancel happens. A callable past its timeout sends ``overdue``: its thread still runs,
+so the loop's backstop for a silent worker (``lingering``) must not free its slot.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import queue
 import threading
 from collections.abc import Mapping
@@ -25,9 +34,11 @@ from typing import Any
 
 from distributed import Client, Future, fire_and_forget, get_worker
 
-from planner.live.worker import JobOutcome, JobSpec, execute
+from planner.live.worker import JobOutcome, JobSpec, cancel_attempt, execute
 from registry.lifecycle import RunStatus
 from registry.records import ErrorInfo
+
+log = logging.getLogger(__name__)
 
 TOPIC = "dask-planner"
 
@@ -36,12 +47,14 @@ def attempt_key(run_id: str, attempt: int) -> str:
     return f"planner-{run_id}-a{attempt}"
 
 
-def _log(msg: dict[str, Any]) -> None:
-    try:
-        worker = get_worker()
-    except ValueError:  # not on a worker (tests calling run_attempt directly)
-        return
-    worker.log_event(TOPIC, msg)
+def _log(msg: dict[str, Any], worker: Any = None) -> None:
+    """Log ``msg`` under our topic; pass ``worker`` off the task's thread (get_worker fails)."""
+    if worker is None:
+        try:
+            worker = get_worker()
+        except ValueError:  # not on a worker (tests calling run_attempt directly)
+            return
+    worker.log_event(TOPIC, msg)  # thread-safe
 
 
 def run_attempt(spec: JobSpec, key: str) -> JobOutcome:
@@ -56,7 +69,16 @@ def run_attempt(spec: JobSpec, key: str) -> JobOutcome:
             "worker": _worker_address(),
         }
     )
-    outcome = execute(spec)
+    try:
+        worker: Any = get_worker()
+    except ValueError:
+        worker = None
+
+    def overdue() -> None:  # on the timeout's timer thread
+        if worker is not None:
+            _log({"event": "overdue", "key": key}, worker)
+
+    outcome = execute(spec, key=key, on_overdue=overdue)
     _log({"event": "finished", "key": key, **outcome_to_message(outcome)})
     return outcome
 
@@ -123,6 +145,9 @@ class Dispatcher:
         self.futures: dict[tuple[str, int], Future] = {}
         self.finished: dict[str, dict[str, Any]] = {}  # outcome messages by key, not yet taken
         self.reattached: dict[str, tuple[str, int]] = {}  # keys claimed after a restart
+        self.started: set[str] = set()  # keys a worker said it started
+        self.overdue: set[str] = set()  # keys of callables past their timeout, still running
+        self.cancelling: dict[str, str] = {}  # key -> reason, for keys asked to cancel
         client.subscribe_topic(TOPIC, self._on_event)
 
     # Dask's thread ------------------------------------------------------------------------------
@@ -132,7 +157,10 @@ class Dispatcher:
         if isinstance(msg, dict) and msg.get("event") == "finished":
             # the outcome travels with the event: no gather round trip when the future completes
             self.finished[msg["key"]] = msg
+        elif isinstance(msg, dict) and msg.get("event") == "overdue":
+            self.overdue.add(msg["key"])
         elif isinstance(msg, dict) and msg.get("event") == "started":
+            self.started.add(msg["key"])
             self.inbox.put(
                 Started(
                     run_id=msg["run_id"],
@@ -170,23 +198,64 @@ class Dispatcher:
         future.add_done_callback(lambda f: self._on_done(run_id, attempt, f))
 
     def cancel(self, run_id: str, attempt: int) -> bool:
-        """Cancel an attempt in flight; its completion will be ignored."""
+        """Give up on an attempt in flight: its completion will be ignored (see request_cancel)."""
         future = self.futures.pop((run_id, attempt), None)
         if future is None:
             return False
         future.cancel()
-        self.finished.pop(attempt_key(run_id, attempt), None)
+        self._forget(attempt_key(run_id, attempt))
         return True
+
+    def request_cancel(
+        self, run_id: str, attempt: int, reason: str = "cancelled by an operator"
+    ) -> bool:
+        """Stop an attempt's work; its ``Done`` follows once the work ended. False if unknown."""
+        future = self.futures.get((run_id, attempt))
+        if future is None:
+            return False
+        key = attempt_key(run_id, attempt)
+        self.cancelling[key] = reason
+        if key not in self.started:  # still waiting in Dask: drop it there (a Done follows)
+            future.cancel()
+        threading.Thread(
+            target=self._signal_cancel, args=(key, reason), name=f"cancel-{key}", daemon=True
+        ).start()
+        return True
+
+    def _signal_cancel(self, key: str, reason: str) -> None:
+        try:
+            self.client.run(cancel_attempt, key, reason, on_error="ignore")
+        except Exception:  # the cluster is going away; its workers' guardians clean up
+            log.warning("could not reach the workers to cancel %s", key, exc_info=True)
+
+    def lingering(self, run_id: str, attempt: int) -> bool:
+        """A callable past its timeout whose thread still runs: it holds its slot until it ends."""
+        return (run_id, attempt) in self.futures and attempt_key(run_id, attempt) in self.overdue
 
     def take(self, done: Done) -> JobOutcome | None:
         """The outcome of a completed attempt; None if it was cancelled by us (already settled)."""
         if self.futures.get((done.run_id, done.attempt)) is not done.future:
             return None
         del self.futures[(done.run_id, done.attempt)]
-        msg = self.finished.pop(attempt_key(done.run_id, done.attempt), None)
+        key = attempt_key(done.run_id, done.attempt)
+        msg = self.finished.pop(key, None)
+        reason = self.cancelling.get(key)
+        self._forget(key)
         if msg is not None and (done.future.status == "finished" or not done.future.done()):
             return outcome_from_message(msg)
+        if reason is not None and done.future.status == "cancelled":  # dropped before it started
+            now = datetime.now(UTC)
+            error = ErrorInfo(type="Cancelled", message=f"{reason} before it started")
+            return JobOutcome(
+                status=RunStatus.CANCELLED, start=now, end=now, worker="unknown", error=error
+            )
         return outcome_of(done.future)
+
+    def _forget(self, key: str) -> None:
+        self.finished.pop(key, None)
+        self.started.discard(key)
+        self.overdue.discard(key)
+        self.cancelling.pop(key, None)
 
     def threads_and_resources(self) -> tuple[int, tuple[dict[str, float], ...]]:
         workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
@@ -215,6 +284,7 @@ class Dispatcher:
                 )
                 self._watch(run_id, attempt, future)
                 self.reattached[key] = (run_id, attempt)
+                self.started.add(key)  # a cancel must reach its worker, not drop the future
             else:
                 results[key] = None
         return results

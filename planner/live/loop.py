@@ -30,8 +30,10 @@ from planner.core.events import (
     TriggerRequested,
 )
 from planner.core.planner import Planner
-from planner.live.cluster import Connection
-from planner.live.dispatch import Dispatcher, Done, Started, attempt_key
+from planner.live.dispatch import Dispatcher, Done, Started
+from planner.live.leadership import Leadership
+from planner.live.outage import DEFAULT_LIMIT, Outage, is_outage
+from planner.live.restart import reconcile
 from planner.live.worker import JobOutcome, JobSpec, run_hook
 from registry.lifecycle import RunStatus
 from registry.records import ErrorInfo, LoggedDecision, RequestKind
@@ -42,6 +44,10 @@ log = logging.getLogger(__name__)
 TIMEOUT_GRACE = timedelta(
     seconds=30
 )  # worker-side timeouts should fire first; this is the backstop
+
+
+#: decisions kept in memory while the database is away (the oldest are dropped past it)
+DECISIONS_BUFFERED = 10_000
 
 
 def utcnow() -> datetime:
@@ -55,6 +61,7 @@ class Summary:
     started: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     runs: list[tuple[str, str, int, str, float | None]] = field(default_factory=list)
+    stopped_by: str | None = None  # "signal" when SIGTERM/Ctrl-C stopped it
 
 
 class LiveDriver:
@@ -67,8 +74,13 @@ class LiveDriver:
         poll_interval: float = 0.5,
         clock: Callable[[], datetime] = utcnow,
         cwd: str | None = None,
+        leadership: Leadership | None = None,
+        db_outage_limit: timedelta = DEFAULT_LIMIT,
     ) -> None:
         self.store = store
+        self.leadership = leadership
+        self.outage = Outage(db_outage_limit)
+        self.unrecorded: Step | None = None  # a step the database has not taken yet (outage)
         self.dispatcher = dispatcher
         self.clock = clock
         self.poll_interval = poll_interval
@@ -99,64 +111,38 @@ class LiveDriver:
         )
         self.capacity = (threads, resources)
         self._next_poll = 0.0
-        self._startup_events = self._reconcile(now)
-
-    # -- restart safety ---------------------------------------------------------------------------
-
-    def _reconcile(self, now: datetime) -> list[Event]:
-        """Runs an earlier planner left queued/running: re-attach, collect, or mark lost."""
-        active = [r for r in self.store.active_runs() if r.status is not RunStatus.RETRYING]
-        if not active:
-            return []
-        keys = {attempt_key(r.run_id, r.attempt): (r.run_id, r.attempt) for r in active}
-        found = self.dispatcher.reattach(keys)
-        events: list[Event] = []
-        for key, outcome in found.items():
-            run_id, attempt = keys[key]
-            if outcome is None:
-                outcome = JobOutcome(
-                    status=RunStatus.FAILED,
-                    start=now,
-                    end=now,
-                    worker="unknown",
-                    error=ErrorInfo(
-                        type="RunLost",
-                        message="the planner stopped and the cluster no longer knows this attempt",
-                    ),
-                )
-                self.outcomes[(run_id, attempt)] = outcome
-                events.append(RunFinished(run_id=run_id, status=RunStatus.FAILED, at=now))
-                log.warning(
-                    "run %s attempt %d was lost while the planner was down", run_id, attempt
-                )
-            else:
-                self.outcomes[(run_id, attempt)] = outcome
-                events.append(
-                    RunFinished(
-                        run_id=run_id,
-                        status=outcome.status,
-                        at=outcome.end,
-                        duration_s=outcome.duration_s,
-                    )
-                )
-        return events
+        self._startup_events = reconcile(store, dispatcher, self.outcomes, now)
 
     # -- the loop ---------------------------------------------------------------------------------
 
     def run(self, *, until_idle: bool = False, until: datetime | None = None) -> Summary:
         events: list[Event] = list(self._startup_events)
         self._startup_events = []
-        events += self._poll()
         while not self.stop_event.is_set():
             now = self.clock()
             events += self._collect(now)
+            # a database outage: completions wait in ``events``; nothing new is decided or
+            # started until the step that could not be recorded has been
+            if self.unrecorded is not None and not self._record(self.unrecorded):
+                self._wait_for_database()
+                continue
             polled = time.monotonic() >= self._next_poll
             if polled:
-                events += self._poll()
+                try:
+                    events += self._poll()
+                except Exception as exc:
+                    if not is_outage(exc):
+                        raise
+                    self.outage.failed(exc)
+                    self._wait_for_database()
+                    continue
             with self.lock:
                 step = self.core.handle(now, *events)
             events = []
-            self._carry_out(step)
+            self.decision_buffer += [_logged(step.at, d) for d in step.decisions]
+            self._bound_decisions()
+            if not self._record(step):
+                continue
             for listener in self.listeners:
                 listener(self, step)
             if until_idle and self.core.idle() and not self.dispatcher.futures:
@@ -167,63 +153,77 @@ class LiveDriver:
             if until is not None and now >= until:
                 break
             self._sleep(step, now, until)
-        self._flush_decisions()
+        self._best_effort(self._flush_decisions)
         return self.summary
+
+    def _record(self, step: Step) -> bool:
+        """Carry out ``step``; on a database outage keep it (and its outcomes) for a retry."""
+        saved = (dict(self.outcomes), list(self.started_writes), dict(self.deadlines))
+        counts = (self.summary.started, Counter(self.summary.statuses), len(self.summary.runs))
+        self.unrecorded = step
+        try:
+            self._carry_out(step)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            # nothing of the step committed: put back what recording it consumed
+            self.outcomes, self.started_writes, self.deadlines = saved
+            self.summary.started, self.summary.statuses = counts[0], counts[1]
+            del self.summary.runs[counts[2] :]
+            self.outage.failed(exc)
+            return False
+        self.unrecorded = None
+        self.outage.recovered()
+        return True
+
+    def _wait_for_database(self) -> None:
+        self.dispatcher.wake.wait(max(self.outage.wait_s(), 0.01))
+        self.dispatcher.wake.clear()
+
+    def _best_effort(self, call: Callable[[], None]) -> None:
+        try:
+            call()
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning("could not write to the database while stopping: %s", exc)
+
+    def shutdown(self, *, cancel: bool, record: bool = True, grace: float = 10.0) -> None:
+        """A clean stop. ``cancel`` (in-process cluster): stop the work in flight on the
+        workers, wait up to ``grace`` seconds for it to end, and record every attempt that was
+        in flight as it ended (``cancelled`` unless it finished first), so no run is left
+        ``queued``/``running`` with nobody to own it. Otherwise (remote scheduler) the work keeps
+        running for the next planner to re-attach. ``record=False``: the lease is lost, nothing
+        may be written."""
+        if cancel:
+            for run_id, attempt in list(self.dispatcher.futures):
+                self.dispatcher.request_cancel(run_id, attempt, "the planner stopped")
+            deadline = time.monotonic() + grace
+            events: list[Event] = []
+            while self.dispatcher.futures and time.monotonic() < deadline:
+                self._drain(self.dispatcher.inbox, events)
+                self.dispatcher.wake.wait(0.05)
+                self.dispatcher.wake.clear()
+            self._drain(self.dispatcher.inbox, events)
+            now = self.clock()
+            error = ErrorInfo(type="Cancelled", message="the planner stopped before it ended")
+            for run_id, attempt in list(self.dispatcher.futures):
+                outcome = JobOutcome(
+                    status=RunStatus.CANCELLED, start=now, end=now, worker="unknown", error=error
+                )
+                events.append(self._finished(run_id, attempt, outcome))
+            if record and self.unrecorded is None:
+                with self.lock:
+                    step = self.core.settle(now, *events)
+                self._best_effort(lambda: self._carry_out(step))
+        if record:
+            self._best_effort(self._flush_decisions)
 
     def snapshot(self, *, limit: int = 500) -> dict[str, Any]:
         """A consistent, JSON-able picture of the planner for pages and status displays."""
-        with self.lock:
-            core = self.core
-            now = self.clock()
-            running = [
-                {
-                    "process": process,
-                    "run_id": f.run_id,
-                    "attempt": f.attempt,
-                    "status": (
-                        "retrying"
-                        if f.retry_at is not None
-                        else "running"
-                        if (f.run_id, f.attempt) in self.running
-                        else "queued"
-                    ),
-                    "started": f.started,
-                    "retry_at": f.retry_at,
-                }
-                for process, f in core.flights()
-            ]
-            queue = [
-                {"process": name, "reasons": [r.as_json() for r in reasons]}
-                for name, reasons in core.queue()[:limit]
-            ]
-            nodes = []
-            for name, ps in list(core.states.items())[:limit]:
-                if ps.flights:
-                    state = "running"
-                elif ps.definition.hold or not ps.definition.enabled:
-                    state = "held"
-                elif ps.candidate:
-                    state = "ready"
-                elif ps.last_outcome is not None:
-                    state = ps.last_outcome.value
-                else:
-                    state = "waiting"
-                nodes.append({"process": name, "state": state})
-            shown = {n["process"] for n in nodes}
-            edges = [(a, b) for a, b in core.dag.g.edges if a in shown and b in shown]
-            return {
-                "at": now,
-                "slots": core.slots,
-                "in_flight": core.in_flight,
-                "running": running,
-                "queue": queue,
-                "recent": list(self.recent[-100:]),
-                "failures": [r for r in self.recent if r["status"] in ("failed", "timed_out")][
-                    -20:
-                ],
-                "nodes": nodes,
-                "edges": edges,
-            }
+        from planner.live.snapshot import snapshot
+
+        return snapshot(self, limit=limit)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -243,7 +243,9 @@ class LiveDriver:
         inbox = self.dispatcher.inbox
         self._drain(inbox, events)
         for (run_id, attempt), deadline in list(self.deadlines.items()):
-            if deadline <= now and self.dispatcher.cancel(run_id, attempt):
+            if deadline <= now and self.dispatcher.lingering(run_id, attempt):
+                del self.deadlines[(run_id, attempt)]  # its thread runs on: the slot stays busy
+            elif deadline <= now and self.dispatcher.cancel(run_id, attempt):
                 error = ErrorInfo(type="Timeout", message="no answer from the worker in time")
                 outcome = JobOutcome(
                     status=RunStatus.TIMED_OUT, start=now, end=now, worker="unknown", error=error
@@ -275,12 +277,13 @@ class LiveDriver:
     def _poll(self) -> list[Event]:
         """Changes other processes made: registry, operator requests, cluster size."""
         self._next_poll = time.monotonic() + self.poll_interval
+        if self.leadership is not None:
+            self.leadership.renew_if_due(self.clock())
         events: list[Event] = []
         revision = self.store.registry_revision()
         if revision != self.revision:
             registry, applied = self.store.load_registry()
             events.append(RegistryChanged(registry=registry, applied_at=applied))
-            self.revision = revision
         requests = self.store.pending_requests()
         now = self.clock()
         for req in requests:
@@ -308,16 +311,15 @@ class LiveDriver:
             self.capacity = capacity
             events.append(CapacityChanged(threads=capacity[0], resources=capacity[1]))
         self._flush_decisions()
+        self.revision = revision  # only now: a poll that failed halfway is redone whole
         return events
 
     def _cancel(self, run_id: str, now: datetime) -> Event | None:
         for rid, attempt in list(self.dispatcher.futures):
-            if rid == run_id and self.dispatcher.cancel(rid, attempt):
-                error = ErrorInfo(type="Cancelled", message="cancelled by an operator")
-                outcome = JobOutcome(
-                    status=RunStatus.CANCELLED, start=now, end=now, worker="unknown", error=error
-                )
-                return self._finished(run_id, attempt, outcome)
+            if rid == run_id and self.dispatcher.request_cancel(rid, attempt):
+                # the worker stops the work; the attempt ends (cancelled) when it really has, and
+                # its slot stays busy until then
+                return None
         # waiting to retry (or unknown: the core ignores it)
         return RunFinished(run_id=run_id, status=RunStatus.CANCELLED, at=now)
 
@@ -325,7 +327,6 @@ class LiveDriver:
 
     def _carry_out(self, step: Step) -> None:
         """Record the step (one transaction), then act on it: submit the new attempts."""
-        self.decision_buffer += [_logged(step.at, d) for d in step.decisions]
         if not (step.settled or step.starts or self.started_writes):
             return
         with self.store.batch():
@@ -333,9 +334,9 @@ class LiveDriver:
                 self.store.attempt_started(
                     item.run_id, item.attempt, start=item.start, worker=item.worker
                 )
-            self.started_writes.clear()
             self._record_settled(step)
             specs = self._record_starts(step)
+        self.started_writes.clear()  # committed
         for spec, resources in specs:
             self.dispatcher.submit(spec, resources=resources)
 
@@ -451,8 +452,12 @@ class LiveDriver:
 
     def _flush_decisions(self) -> None:
         if self.decision_buffer:
-            batch, self.decision_buffer = self.decision_buffer, []
-            self.store.log_decisions(batch)
+            self.store.log_decisions(self.decision_buffer)
+            self.decision_buffer = []  # only once written: an outage keeps them for later
+
+    def _bound_decisions(self) -> None:
+        # during a long outage keep the newest decisions only: memory stays bounded
+        del self.decision_buffer[:-DECISIONS_BUFFERED]
 
 
 def _logged(at: datetime, d: Decision) -> LoggedDecision:
@@ -462,39 +467,3 @@ def _logged(at: datetime, d: Decision) -> LoggedDecision:
         decision=d.decision,
         reasons=tuple((r.code.value, r.detail) for r in d.reasons),
     )
-
-
-def run_planner(
-    store: Store,
-    *,
-    scheduler: str | None = None,
-    slots: int | None = None,
-    until_idle: bool = False,
-    duration: timedelta | None = None,
-    processes: bool = True,
-    n_workers: int | None = None,
-    dashboard_address: str = "127.0.0.1:8787",
-    on_ready: Callable[[LiveDriver, Connection], Callable[[], None] | None] | None = None,
-    cwd: str | None = None,
-) -> Summary:
-    """``planner run``: connect to Dask, then plan and execute until told to stop.
-
-    ``on_ready(driver, connection)`` runs once the driver exists (to print addresses, serve the
-    page, show a live display); it may return a function called when the run ends."""
-    from planner.live.cluster import connect
-
-    with connect(
-        scheduler, processes=processes, n_workers=n_workers, dashboard_address=dashboard_address
-    ) as conn:
-        dispatcher = Dispatcher(conn.client, remote=conn.remote)
-        driver = LiveDriver(store, dispatcher, slots=slots, cwd=cwd)
-        cleanup = on_ready(driver, conn) if on_ready is not None else None
-        until = utcnow() + duration if duration is not None else None
-        try:
-            return driver.run(until_idle=until_idle, until=until)
-        except KeyboardInterrupt:
-            driver._flush_decisions()
-            return driver.summary
-        finally:
-            if cleanup is not None:
-                cleanup()

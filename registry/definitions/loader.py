@@ -44,6 +44,7 @@ from pydantic_core import ErrorDetails
 from yaml.nodes import ScalarNode
 
 from registry.definitions.schema import (
+    NAME_MAX_LENGTH,
     NAME_PATTERN,
     PROCESS_ONLY,
     TARGET_FIELDS,
@@ -142,6 +143,7 @@ class _Checks:
     pools: Collection[str]  # also the names of pools declared with an invalid size
     problems: list[Problem]
     imports: dict[str, str | None] = field(default_factory=dict)
+    check_imports: bool = True  # False for rows of the store: their targets import at run time
 
     def report(self, where: Where, path: KeyPath, message: str) -> None:
         self.problems.append(where.problem(path, message))
@@ -175,7 +177,7 @@ def _check_process(
         c.report(where, (*base, "pool"), f"unknown pool {spec.pool!r} (pools: {known})")
     for key in TARGET_FIELDS:
         target = getattr(spec, key, None)
-        if key in own and target is not None:
+        if key in own and target is not None and c.check_imports:
             if target not in c.imports:
                 c.imports[target] = _import_problem(target)
             if c.imports[target]:
@@ -214,8 +216,11 @@ def _import_problem(target: str) -> str | None:
     return None
 
 
-def _check_graph(entries: Mapping[str, _Entry], problems: list[Problem]) -> None:
-    """Ancestors exist, are not the process itself, are not repeated and form no cycle."""
+def _check_graph(entries: Mapping[str, _Entry], problems: list[Problem]) -> list[set[str]]:
+    """Ancestors exist, are not the process itself, are not repeated and form no cycle.
+
+    Returns the processes on cycles, one set per strongly connected component (each cycle is
+    reported once, on its first process by name)."""
     graph: nx.DiGraph[str] = nx.DiGraph()
     graph.add_nodes_from(entries)
     for name, entry in entries.items():
@@ -232,9 +237,11 @@ def _check_graph(entries: Mapping[str, _Entry], problems: list[Problem]) -> None
             else:
                 graph.add_edge(ancestor, name)
             seen.add(ancestor)
+    cyclic: list[set[str]] = []
     for component in nx.strongly_connected_components(graph):
         if len(component) < 2:
             continue
+        cyclic.append(set(component))
         sub = graph.subgraph(component)
         start = min(component)
         last = min(sub.predecessors(start))
@@ -244,6 +251,7 @@ def _check_graph(entries: Mapping[str, _Entry], problems: list[Problem]) -> None
         problems.append(
             entries[start].where.problem(("processes", start, "ancestors", index), message)
         )
+    return cyclic
 
 
 # -- building the definitions ----------------------------------------------------------------------
@@ -342,8 +350,9 @@ def _load_processes(
         return
     for key, body in processes.items():
         name, base = str(key), ("processes", str(key))
-        if not re.match(NAME_PATTERN, name):
-            c.report(where, base, f"invalid process name {key!r}: must match {NAME_PATTERN}")
+        name_problem = process_name_problem(name)
+        if name_problem:
+            c.report(where, base, name_problem)
         if body is None or isinstance(body, dict):
             raw = {**defaults, **(body or {})}
             process, _ = _validate(ProcessSpec, raw, base, where, c.problems)
@@ -357,6 +366,15 @@ def _load_processes(
             c.report(where, base, f"duplicate process {name!r} (first defined at {at})")
         else:
             entries[name] = _Entry(where=where, spec=process, line=where.line(base))
+
+
+def process_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a process (pattern, length), or ``None``."""
+    if not re.match(NAME_PATTERN, name):
+        return f"invalid process name {name!r}: must match {NAME_PATTERN}"
+    if len(name) > NAME_MAX_LENGTH:
+        return f"process name of {len(name)} characters is too long (at most {NAME_MAX_LENGTH})"
+    return None
 
 
 # -- revise ----------------------------------------------------------------------------------------

@@ -33,6 +33,9 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchem
 from registry.definitions.durations import DURATION_PATTERN, parse_duration
 
 __all__ = [
+    "INT_MAX",
+    "INT_MIN",
+    "NAME_MAX_LENGTH",
     "NAME_PATTERN",
     "PROCESS_ONLY",
     "TARGET_FIELDS",
@@ -45,6 +48,12 @@ __all__ = [
 ]
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+#: the longest process name: the ``processes.name`` column is ``String(200)``, and PostgreSQL
+#: enforces it where SQLite does not, so the limit is checked here, the same on both
+NAME_MAX_LENGTH = 200
+#: integer fields are 32-bit signed ``Integer`` columns (or compared with them): the same range
+#: on SQLite (64-bit) and PostgreSQL (32-bit), so a value is refused here rather than by a database
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 TARGET_PATTERN = rf"^{_IDENT}(?:\.{_IDENT})*:{_IDENT}(?:\.{_IDENT})*$"
 TIME_OF_DAY_PATTERN = r"^(?:[01]?[0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9])?$"
@@ -135,6 +144,10 @@ def _amount(value: Any) -> float:
 
 
 def _json_value(value: Any, where: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(
+            f"{where} must hold finite numbers (JSON has no NaN or Infinity), got {value}"
+        )
     if value is None or isinstance(value, str | bool | int | float):
         return
     if isinstance(value, list):
@@ -217,7 +230,11 @@ Amount = Annotated[
     ),
 ]
 Params = Annotated[dict[str, Any], PlainValidator(_params), WithJsonSchema({"type": "object"})]
-ProcessName = Annotated[str, Field(pattern=NAME_PATTERN)]
+ProcessName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH)]
+#: integers that fit the 32-bit columns (a ``ge`` given to ``Field`` would not narrow these)
+Int = Annotated[int, Field(ge=INT_MIN, le=INT_MAX)]
+Count = Annotated[int, Field(ge=0, le=INT_MAX)]
+PositiveInt = Annotated[int, Field(ge=1, le=INT_MAX)]
 Timezone = Annotated[
     str, PlainValidator(_timezone), WithJsonSchema({"type": "string", "description": "IANA name"})
 ]
@@ -231,7 +248,7 @@ class ProcessFields(_Strict):
     """The process fields that ``defaults`` may also set."""
 
     params: Params = Field(default_factory=dict, description="keyword arguments of the callable")
-    priority: int = Field(default=0, description="higher runs first")
+    priority: Int = Field(default=0, description="higher runs first (a 32-bit integer)")
     reserve: bool = Field(default=False, description="keep a slot free for it at its due time")
     not_before: NotBefore | None = Field(
         default=None,
@@ -243,14 +260,14 @@ class ProcessFields(_Strict):
         " reruns after each fresh success of its ancestors",
     )
     pool: str | None = Field(default=None, description="a pool named under `pools`")
-    max_active: int = Field(default=1, ge=1, description="concurrent runs of this process")
+    max_active: PositiveInt = Field(default=1, description="concurrent runs of this process")
     resources: dict[str, Amount] = Field(
         default_factory=dict, description="Dask worker resources it needs"
     )
     expected_duration: PositiveDuration | None = Field(
         default=None, description="used for ranking and reservations until history has p90"
     )
-    retries: int = Field(default=0, ge=0, description="extra attempts after a failure")
+    retries: Count = Field(default=0, description="extra attempts after a failure")
     retry_delay: Duration = Field(default=timedelta(0), description="wait before the first retry")
     retry_backoff: float = Field(
         default=1.0, ge=1.0, allow_inf_nan=False, description="delay multiplier per attempt"
@@ -264,7 +281,7 @@ class ProcessFields(_Strict):
         default=None, description="active period start; fire times count from it"
     )
     end_at: DateTimeValue | None = Field(default=None, description="active period end")
-    max_runs: int | None = Field(default=None, ge=1, description="stop after this many successes")
+    max_runs: PositiveInt | None = Field(default=None, description="stop after this many successes")
     missed: Literal["latest", "all", "skip"] = Field(
         default="latest",
         description="fires missed while late or down: one run, one run each, or none",
@@ -304,12 +321,11 @@ class Settings(_Strict):
     """The registry-wide settings; files that repeat one must agree on its value."""
 
     timezone: Timezone = Field(default="UTC", description="IANA name for cron and times")
-    slots: int | None = Field(
+    slots: PositiveInt | None = Field(
         default=None,
-        ge=1,
         description="cap on concurrent runs; default: the cluster's total threads",
     )
-    pools: dict[str, Annotated[int, Field(ge=1)]] = Field(
+    pools: dict[str, PositiveInt] = Field(
         default_factory=dict, description="named concurrency limits"
     )
     ranking: Literal["adp", "priority"] = Field(

@@ -4,6 +4,12 @@ The file is composed into a PyYAML node tree, never loaded blind, so that walkin
 record where each key and item is (errors name their line) and catch duplicate keys, which a plain
 loader silently overwrites. The dialect is YAML 1.2's core schema: only ``true``/``false`` are
 booleans, and a leading zero does not make an octal number.
+
+Aliases are bounded: each ``*ref`` stands for a copy of what it refers to, so a few hundred bytes
+of nested aliases (a "billion laughs" document) would expand to billions of nodes. The loader
+counts, while composing, the nodes that aliases add, and refuses the document as soon as they
+pass ``MAX_ALIAS_NODES``, naming the line of the alias that crossed the limit; an alias that
+refers to the node it is inside of (a recursive alias) is refused too.
 """
 
 from __future__ import annotations
@@ -21,13 +27,55 @@ from registry.errors import Problem
 
 KeyPath = tuple[str | int, ...]
 _TAG = "tag:yaml.org,2002:"
+#: how many nodes the aliases of one document may add once expanded: plenty for anchors shared by
+#: thousands of processes (``<<: *common``), far below a "billion laughs" document's 10^9
+MAX_ALIAS_NODES = 100_000
 
 
 # -- YAML dialect ----------------------------------------------------------------------------------
 
 
 class YamlLoader(yaml.SafeLoader):
-    """The safe loader with YAML 1.2 (core schema) booleans and numbers."""
+    """The safe loader with YAML 1.2 (core schema) booleans and numbers, and bounded aliases."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._alias_nodes = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> nodes in it, aliases expanded
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            target = self.anchors.get(event.anchor)
+            if target is not None:  # an undefined alias is PyYAML's to report
+                if target.end_mark is None:  # still being composed: the alias is inside it
+                    raise yaml.composer.ComposerError(
+                        None, None, f"alias *{event.anchor} refers to itself", event.start_mark
+                    )
+                self._alias_nodes += self._size(target)
+                if self._alias_nodes > MAX_ALIAS_NODES:
+                    raise yaml.composer.ComposerError(
+                        None,
+                        None,
+                        f"aliases expand the document past {MAX_ALIAS_NODES} nodes "
+                        f"(at alias *{event.anchor}); is it a 'billion laughs' document?",
+                        event.start_mark,
+                    )
+        return super().compose_node(parent, index)
+
+    def _size(self, node: Node) -> int:
+        """Nodes in ``node`` with its aliases expanded (memoised: shared nodes count once here)."""
+        known = self._sizes.get(id(node))
+        if known is not None:
+            return known
+        if isinstance(node, MappingNode):
+            size = 1 + sum(self._size(k) + self._size(v) for k, v in node.value)
+        elif isinstance(node, SequenceNode):
+            size = 1 + sum(self._size(item) for item in node.value)
+        else:
+            size = 1
+        self._sizes[id(node)] = size
+        return size
 
 
 YamlLoader.yaml_implicit_resolvers = {
@@ -81,6 +129,8 @@ class Where:
             if key in self.lines:
                 return self.lines[key]
             key = key[:-1]
+        if not path:  # the document itself: where its top node starts
+            return self.lines.get((), self.fallback)
         return self.fallback
 
     def problem(self, path: KeyPath, message: str) -> Problem:
@@ -101,8 +151,16 @@ def render_path(path: KeyPath) -> str:
     return text
 
 
-def _index(node: Node, path: KeyPath, where: Where, problems: list[Problem]) -> None:
-    """Record the line of every key and item under ``node``; report duplicate keys."""
+def _index(
+    node: Node, path: KeyPath, where: Where, problems: list[Problem], seen: set[int]
+) -> None:
+    """Record the line of every key and item under ``node``; report duplicate keys.
+
+    A node reached again through an alias is not walked again (its problems were reported the
+    first time): paths inside it take the line of the alias's key."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
     if isinstance(node, MappingNode):
         first: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -117,11 +175,11 @@ def _index(node: Node, path: KeyPath, where: Where, problems: list[Problem]) -> 
                     where.problem(here, f"duplicate {what} (first at line {first[key]})")
                 )
             first.setdefault(key, line)
-            _index(value_node, here, where, problems)
+            _index(value_node, here, where, problems, seen)
     elif isinstance(node, SequenceNode):
         for i, item in enumerate(node.value):
             where.lines[tuple(str(p) for p in (*path, i))] = item.start_mark.line + 1
-            _index(item, (*path, i), where, problems)
+            _index(item, (*path, i), where, problems, seen)
 
 
 def parse_file(path: str | os.PathLike[str], problems: list[Problem]) -> tuple[Where, Any]:
@@ -141,7 +199,8 @@ def parse_file(path: str | os.PathLike[str], problems: list[Problem]) -> tuple[W
         node = loader.get_single_node()
         if node is None:
             return where, {}
-        _index(node, (), where, problems)
+        where.lines[()] = node.start_mark.line + 1
+        _index(node, (), where, problems, set())
         return where, loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

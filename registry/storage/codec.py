@@ -1,23 +1,27 @@
 """Lossless conversion of validated definitions to JSON-able documents and back.
 
 The store keeps each process as such a document (plus a few promoted columns that operators may
-edit with SQL). Documents written here were validated before; ``process_from_document`` trusts
-them. Durations are stored as seconds, datetimes as ISO-8601 with offset, times of day as
-"HH:MM:SS".
+edit with SQL). Durations are stored as seconds, datetimes as ISO-8601 with offset, times of day as
+"HH:MM:SS". Reading goes the other way only as far as the fields a YAML file would hold
+(``stored_fields``): the store validates them like a file's (``registry.definitions.stored``),
+since an operator may have written anything into the table.
 """
 
 from __future__ import annotations
 
 import json
+import reprlib
 from collections.abc import Mapping
 from dataclasses import fields
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from registry.model import Missed, ProcessDef, Ranking, RegistryDef, Source
+from registry.model import Missed, ProcessDef, RegistryDef, Source
 
-_DURATIONS = {"every", "refresh_window", "expected_duration", "retry_delay", "timeout"}
-_DATETIMES = {"start_at", "end_at"}
+_TIMES = {"start_at", "end_at", "not_before"}
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = 60
+_short = _repr.repr
 
 
 def json_roundtrip(value: Any) -> Any:
@@ -49,32 +53,35 @@ def process_to_document(process: ProcessDef) -> dict[str, Any]:
     return doc
 
 
-def _decode(name: str, value: Any) -> Any:
-    if value is None:
+def stored_fields(document: Any) -> dict[str, Any]:
+    """A stored process document as the fields a YAML file would give (unset ones left out).
+
+    What ``registry.definitions.stored.validate_stored`` checks: durations stay numbers of
+    seconds, ``{"datetime": ...}`` and ``{"time": ...}`` become their ISO text. Anything else is
+    passed on as it is, for validation to judge. ``ValueError`` if it is not a JSON object."""
+    if not isinstance(document, Mapping):
+        raise ValueError(f"the document must be a JSON object, got {_short(document)}")
+    fields: dict[str, Any] = {}
+    for key, value in document.items():
+        if key == "source" or value is None:
+            continue
+        if key in _TIMES and isinstance(value, Mapping) and len(value) == 1:
+            (kind, text), *_ = value.items()
+            if kind in ("datetime", "time"):
+                value = text
+        fields[key] = value
+    return fields
+
+
+def stored_source(document: Any) -> Source | None:
+    """Where the stored process was defined, if the document says so readably."""
+    src = document.get("source") if isinstance(document, Mapping) else None
+    if not isinstance(src, Mapping):
         return None
-    if name in _DURATIONS:
-        return timedelta(seconds=float(value))
-    if name in _DATETIMES:
-        return datetime.fromisoformat(value["datetime"] if isinstance(value, dict) else value)
-    if name == "not_before":
-        if "datetime" in value:
-            return datetime.fromisoformat(value["datetime"])
-        return time.fromisoformat(value["time"])
-    if name == "missed":
-        return Missed(value)
-    if name in ("ancestors",):
-        return tuple(value)
-    if name == "command":
-        return value if isinstance(value, str) else tuple(value)
-    return value
-
-
-def process_from_document(name: str, doc: Mapping[str, Any]) -> ProcessDef:
-    known = {f.name for f in fields(ProcessDef)} - {"name", "source"}
-    kwargs: dict[str, Any] = {k: _decode(k, v) for k, v in doc.items() if k in known}
-    src = doc.get("source")
-    source = Source(file=src["file"], line=int(src["line"])) if src else None
-    return ProcessDef(name=name, source=source, **kwargs)
+    file, line = src.get("file"), src.get("line")
+    if not isinstance(file, str) or not isinstance(line, int) or isinstance(line, bool):
+        return None
+    return Source(file=file, line=line)
 
 
 def settings_to_document(registry: RegistryDef) -> dict[str, Any]:
@@ -84,15 +91,3 @@ def settings_to_document(registry: RegistryDef) -> dict[str, Any]:
         "pools": dict(registry.pools),
         "ranking": registry.ranking.value,
     }
-
-
-def registry_from_documents(
-    settings: Mapping[str, Any], processes: Mapping[str, Mapping[str, Any]]
-) -> RegistryDef:
-    return RegistryDef(
-        timezone=settings.get("timezone", "UTC"),
-        slots=settings.get("slots"),
-        pools=dict(settings.get("pools") or {}),
-        ranking=Ranking(settings.get("ranking", "adp")),
-        processes={n: process_from_document(n, d) for n, d in processes.items()},
-    )

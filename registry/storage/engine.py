@@ -1,10 +1,15 @@
 """Engines and transactions for the store's databases (SQLite files and PostgreSQL).
 
 ``make_engine(url)`` turns a SQLAlchemy URL into the engine every part of the store uses, the
-store itself and the schema migrations alike:
+store itself and the schema migrations alike. ``database_url`` says which URLs those are, and
+refuses any other with ``UnsupportedDatabase`` (one line naming the supported forms) rather than
+let SQLAlchemy fail on a missing driver:
 
-- ``postgresql://`` means psycopg 3, the driver we ship and test; connections are pinged before
-  use, so a planner survives a database restart.
+- ``postgresql+psycopg://``; ``postgresql://`` and ``postgres://`` (libpq's and Heroku-style
+  ``DATABASE_URL`` spelling, which SQLAlchemy no longer accepts) mean the same: psycopg 3, the
+  driver we ship and test. Connections are pinged before use, so a planner survives a database
+  restart.
+- ``sqlite:///PATH`` (``sqlite+pysqlite``), Python's own driver.
 - SQLite files run in WAL mode (readers never block the writer, nor the writer them), with foreign
   keys on and a busy timeout. The sqlite3 module's own transaction handling is switched off:
   ``begin`` emits ``BEGIN IMMEDIATE`` on a connection opened by ``write_transaction``, so a writer
@@ -21,18 +26,39 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import URL, Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from registry.errors import UnsupportedDatabase
 
 #: seconds a SQLite writer waits for another process's write lock before giving up
 SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
+_POSTGRESQL = ("postgresql", "postgresql+psycopg", "postgres", "postgres+psycopg")
+_SQLITE = ("sqlite", "sqlite+pysqlite")
+
+
+def database_url(url: str) -> URL:
+    """``url`` parsed, with the driver we use; ``UnsupportedDatabase`` if we cannot use it."""
+    if not url.strip():
+        raise UnsupportedDatabase(url, "the database URL is empty")
+    try:
+        parsed = make_url(url.strip())
+    except ArgumentError:
+        raise UnsupportedDatabase(url, f"{url!r} is not a database URL") from None
+    if parsed.drivername in _POSTGRESQL:
+        return parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername in _SQLITE:
+        return parsed
+    shown = parsed.render_as_string(hide_password=True)
+    raise UnsupportedDatabase(url, f"unsupported database URL {shown!r}")
+
+
 def make_engine(url: str) -> Engine:
     """The engine for ``url`` (``sqlite:///planner.db``, ``postgresql+psycopg://...``)."""
-    parsed = make_url(url)
-    if parsed.drivername == "postgresql":  # psycopg 3 is the driver we ship and test
-        parsed = parsed.set(drivername="postgresql+psycopg")
+    parsed = database_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed, pool_pre_ping=True)
     engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})

@@ -2,15 +2,35 @@
 
 Each function takes an open connection (the caller owns the transaction) and returns frozen records
 from ``registry.records`` / ``registry.model``; no row object leaves this module or ``sqlstore``.
+
+The registry tables may hold anything an operator wrote with SQL, so they are read defensively:
+documents come as text and are parsed here (a row that is not JSON is one invalid process, not a
+failed query), promoted columns as the database gives them, and everything is validated with the
+YAML side's rules (``registry.definitions.stored``) before it becomes a definition.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Executable, Row, and_, case, func, or_, select
+from sqlalchemy import (
+    Connection,
+    Executable,
+    Row,
+    Text,
+    and_,
+    case,
+    cast,
+    func,
+    or_,
+    select,
+    type_coerce,
+)
+from sqlalchemy.types import NullType
 
 from registry.lifecycle import TERMINAL, RunStatus
 from registry.model import RegistryDef
@@ -23,7 +43,7 @@ from registry.records import (
     Request,
     RequestKind,
 )
-from registry.storage.codec import registry_from_documents
+from registry.storage.codec import stored_fields, stored_source
 from registry.storage.tables import (
     attempts,
     decisions,
@@ -40,27 +60,89 @@ _ACTIVE_RUN = (RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.RETRYI
 _TERMINAL = tuple(s.value for s in TERMINAL)
 
 
-def row_promoted(row: Row[Any]) -> dict[str, Any]:
-    """The promoted columns as Python values (SQLite gives 0/1 for booleans)."""
-    kinds = {"priority": int, "hold": bool, "enabled": bool, "max_active": int}
-    values = {key: getattr(row, key) for key in PROMOTED}
-    return {key: None if v is None else kinds[key](v) for key, v in values.items()}
+@dataclass(frozen=True, slots=True)
+class StoredProcess:
+    """One row of ``processes`` as stored, before validation."""
+
+    name: str
+    document: Any  # the parsed JSON document (None when ``error`` says it is unreadable)
+    error: str | None
+    promoted: dict[str, Any]  # the promoted columns as the database gives them
+    first_applied: datetime
+
+    def effective_document(self) -> dict[str, Any]:
+        """The document with the promoted columns (perhaps edited with SQL) laid over it."""
+        doc = dict(self.document) if isinstance(self.document, dict) else {}
+        doc.update((k, v) for k, v in self.promoted.items() if v is not None)
+        return doc
 
 
-def effective_document(row: Row[Any]) -> dict[str, Any]:
-    """The stored document with the promoted columns (perhaps edited with SQL) laid over it."""
-    doc = dict(row.document)
-    doc.update((k, v) for k, v in row_promoted(row).items() if v is not None)
-    return doc
+def _parse_json(text: Any) -> tuple[Any, str | None]:
+    if text is None:
+        return None, "the document is NULL"
+    if not isinstance(text, str):  # a driver that parses JSON even when cast to text
+        return text, None
+    try:
+        return json.loads(text), None
+    except ValueError as exc:
+        return None, f"the document is not valid JSON ({exc})"
+
+
+def stored_processes(conn: Connection, names: Collection[str] | None = None) -> list[StoredProcess]:
+    """The rows of ``processes`` (of ``names`` only, if given), read so that no value can fail."""
+    raw = [type_coerce(processes.c[key], NullType()).label(key) for key in PROMOTED]
+    query = select(
+        processes.c.name,
+        cast(processes.c.document, Text).label("document"),
+        *raw,
+        processes.c.first_applied,
+    ).order_by(processes.c.name)
+    if names is not None:
+        query = query.where(processes.c.name.in_(list(names)))
+    out = []
+    for r in conn.execute(query):
+        document, error = _parse_json(r.document)
+        promoted = {key: _promoted_value(key, getattr(r, key)) for key in PROMOTED}
+        out.append(StoredProcess(r.name, document, error, promoted, r.first_applied))
+    return out
+
+
+def _promoted_value(key: str, value: Any) -> Any:
+    """SQLite keeps booleans as 0/1; anything else is left for validation to judge."""
+    if key in ("hold", "enabled") and type(value) is int and value in (0, 1):
+        return bool(value)
+    return value
+
+
+def stored_settings(conn: Connection) -> tuple[Any, str | None]:
+    """The settings document (``{}`` if there is none), or ``None`` and why it is unreadable."""
+    text = conn.execute(
+        select(cast(settings.c.document, Text)).where(settings.c.id == 1)
+    ).scalar_one_or_none()
+    return ({}, None) if text is None else _parse_json(text)
 
 
 def load_registry(conn: Connection) -> tuple[RegistryDef, dict[str, datetime]]:
-    settings_doc = conn.execute(
-        select(settings.c.document).where(settings.c.id == 1)
-    ).scalar_one_or_none()
-    rows = conn.execute(select(processes).order_by(processes.c.name)).all()
-    registry = registry_from_documents(
-        settings_doc or {}, {r.name: effective_document(r) for r in rows}
+    """The registry as the tables hold it: invalid rows in ``invalid``, never an exception."""
+    from registry.definitions.stored import validate_stored  # pydantic & co.: only when needed
+
+    settings_doc, settings_error = stored_settings(conn)
+    rows = stored_processes(conn)
+    fields: dict[str, dict[str, Any] | str] = {}
+    for row in rows:
+        if row.error is not None:
+            fields[row.name] = row.error
+            continue
+        try:
+            fields[row.name] = stored_fields(row.document)
+        except ValueError as exc:
+            fields[row.name] = str(exc)
+        else:
+            fields[row.name] = stored_fields(row.effective_document())
+    registry = validate_stored(
+        settings_doc if settings_error is None else settings_error,
+        fields,
+        {row.name: stored_source(row.document) for row in rows},
     )
     return registry, {r.name: r.first_applied for r in rows}
 

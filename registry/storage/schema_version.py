@@ -4,8 +4,9 @@
     current(engine_or_url)  the revision a database is at; None for an empty one
     upgrade(engine_or_url)  migrate an earlier database to ``head()``, every record kept
     prepare(conn)           what ``SqlStore`` does on opening: create an empty database at
-                            ``head()``, use one at ``head()`` as is, refuse any other revision
-                            with ``SchemaMismatch`` (naming both revisions and what to do)
+                            ``head()`` (or, for a read-only command, refuse it: ``NoDatabase``),
+                            use one at ``head()`` as is, refuse any other revision with
+                            ``SchemaMismatch`` (naming both revisions and what to do)
 
 Revisions are Alembic's, kept in ``registry.storage.migrations``; Alembic's ``Config`` is built
 here, in code, with the connection passed through ``config.attributes``. The first release
@@ -37,7 +38,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, func, inspect, select
 from sqlalchemy.engine import make_url
 
-from registry.errors import SchemaMismatch
+from registry.errors import NoDatabase, SchemaMismatch
 from registry.storage.engine import make_engine, write_transaction
 from registry.storage.tables import metadata
 
@@ -87,12 +88,13 @@ def upgrade(engine_or_url: Engine | str) -> tuple[str | None, str]:
     return before, target
 
 
-def prepare(conn: Connection) -> None:
+def prepare(conn: Connection, *, create: bool = True) -> None:
     """Make the database ready for a store, inside the store's open write transaction ``conn``.
 
-    Empty: create the tables, triggers and counter row, stamped ``head()``. At ``head()``: nothing
-    to do. At any other revision: ``SchemaMismatch``, older ones pointing at ``planner db
-    upgrade``, unknown (newer) ones at upgrading dask-planner."""
+    Empty: create the tables, triggers and counter row, stamped ``head()`` (with ``create=False``:
+    ``NoDatabase``). At ``head()``: nothing to do. At any other revision: ``SchemaMismatch``,
+    older ones pointing at ``planner db upgrade``, unknown (newer) ones at upgrading
+    dask-planner."""
     _lock(conn)
     target = head()
     found = revision_of(conn)
@@ -100,6 +102,8 @@ def prepare(conn: Connection) -> None:
         return
     if found is not None:
         raise SchemaMismatch(found, target, known=found in _known(SCRIPT_LOCATION))
+    if not create:
+        raise NoDatabase(conn.engine.url.render_as_string(hide_password=True))
     metadata.create_all(conn)
     MigrationContext.configure(conn).stamp(_scripts(SCRIPT_LOCATION), target)
 
@@ -153,6 +157,11 @@ def _connected(engine_or_url: Engine | str) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+def missing_sqlite_file(url: str) -> bool:
+    """Whether ``url`` names a SQLite file that does not exist (checked without creating it)."""
+    return _missing_sqlite_file(url)
 
 
 def _missing_sqlite_file(url: str) -> bool:

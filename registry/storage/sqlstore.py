@@ -21,10 +21,11 @@ empty database is created at the current revision, one at another revision is re
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
@@ -32,7 +33,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.dml import Insert
 
-from registry.errors import ProcessNotFound, RunNotFound
+from registry.errors import DefinitionError, NoDatabase, Problem, ProcessNotFound, RunNotFound
 from registry.lifecycle import RunStatus
 from registry.model import ProcessDef, RegistryDef
 from registry.records import (
@@ -40,13 +41,14 @@ from registry.records import (
     ApplyResult,
     AttemptRecord,
     ErrorInfo,
+    LeaseState,
     LoggedDecision,
     ProcessHistory,
     Request,
     RequestKind,
 )
+from registry.storage import leases, run_writes, schema_version
 from registry.storage import queries as q
-from registry.storage import run_writes, schema_version
 from registry.storage.codec import json_roundtrip, process_to_document, settings_to_document
 from registry.storage.engine import make_engine, write_transaction
 from registry.storage.tables import (
@@ -58,18 +60,26 @@ from registry.storage.tables import (
     settings,
 )
 
+log = logging.getLogger(__name__)
+
 
 class SqlStore:
     """The store on a SQLAlchemy URL (``sqlite:///planner.db``, ``postgresql+psycopg://...``)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        """Open the database at ``url``; an empty one is created unless ``create`` is false,
+        when a missing one raises ``NoDatabase`` (read-only commands never create one)."""
         self.url = url
+        if not create and schema_version.missing_sqlite_file(url):
+            raise NoDatabase(url)
         self._engine = make_engine(url)
         self._sqlite = self._engine.dialect.name == "sqlite"
         self._local = threading.local()  # the connection of the batch open on this thread
+        self._reported: set[str] = set()  # registry problems already logged
+        self._fence: tuple[str, int] | None = None  # (instance, fencing number) once leading
         try:
             with self._write() as conn:  # under the write lock: one creator, no half upgrade
-                schema_version.prepare(conn)
+                schema_version.prepare(conn, create=create)
         except BaseException:
             self._engine.dispose()
             raise
@@ -113,6 +123,8 @@ class SqlStore:
             yield current
             return
         with write_transaction(self._engine) as conn:
+            if self._fence is not None:
+                leases.check_fence(conn, *self._fence)
             yield conn
 
     @contextmanager
@@ -143,7 +155,7 @@ class SqlStore:
         changed: list[str] = []
         with self._write() as conn:
             _lock_registry(conn)
-            rows = {r.name: r for r in conn.execute(select(processes))}
+            rows = {r.name: r for r in q.stored_processes(conn)}  # broken rows too: apply fixes
             removed = sorted(set(rows) - set(registry.processes))
             if removed:
                 conn.execute(delete(processes).where(processes.c.name.in_(removed)))
@@ -163,24 +175,31 @@ class SqlStore:
                     )
                     added.append(name)
                     continue
-                if _sans_source(q.effective_document(row)) != _sans_source(doc):
+                if _sans_source(row.effective_document()) != _sans_source(doc):
                     changed.append(name)
-                if row.document != doc or q.row_promoted(row) != _promoted(definition):
+                if _differs(row, doc, definition):
                     conn.execute(
                         update(processes)
                         .where(processes.c.name == name)
                         .values(document=doc, updated_at=now, **_promoted(definition))
                     )
-            old_settings = conn.execute(
-                select(settings.c.document).where(settings.c.id == 1)
-            ).scalar_one_or_none()
-            if old_settings != new_settings:
+            if q.stored_settings(conn)[0] != new_settings:
                 conn.execute(self._upsert(settings, {"id": 1}, {"document": new_settings}))
         return ApplyResult(added=tuple(added), changed=tuple(changed), removed=tuple(removed))
 
     def load_registry(self) -> tuple[RegistryDef, dict[str, datetime]]:
         with self._read() as conn:
-            return q.load_registry(conn)
+            registry, applied = q.load_registry(conn)
+        self._report(registry)
+        return registry, applied
+
+    def _report(self, registry: RegistryDef) -> None:
+        """Log each invalid row and broken setting once per store, not at every load."""
+        seen = self._reported
+        current = {*registry.problems, *registry.invalid.values()}
+        for problem in sorted(current - seen):
+            log.warning("registry in the database: %s", problem)
+        self._reported = current
 
     def registry_revision(self) -> int:
         with self._read() as conn:
@@ -197,12 +216,14 @@ class SqlStore:
         with self._write() as conn:
             _lock_registry(conn)
             registry, _ = q.load_registry(conn)
+            if name in registry.invalid:
+                raise DefinitionError([_invalid_row(name, registry.invalid[name])])
             if name not in registry.processes:
                 raise ProcessNotFound(name)
             definition = revise(registry, name, changes).processes[name]
             doc = json_roundtrip(process_to_document(definition))
-            row = conn.execute(select(processes).where(processes.c.name == name)).one()
-            if row.document != doc or q.row_promoted(row) != _promoted(definition):
+            [row] = q.stored_processes(conn, [name])
+            if _differs(row, doc, definition):
                 conn.execute(
                     update(processes)
                     .where(processes.c.name == name)
@@ -364,12 +385,64 @@ class SqlStore:
         with self._read() as conn:
             return q.logged_decisions(conn, process, limit)
 
+    # -- helpers ------------------------------------------------------------------------------------
 
-# -- helpers ------------------------------------------------------------------------------------
+    # -- leadership -----------------------------------------------------------------------------
+
+    def acquire_lease(self, instance: str, *, now: datetime, timeout: timedelta) -> int | None:
+        """Take the lease if free or expired; the fencing number, or None if another holds it.
+
+        From then on every write of this store checks that fencing number (``LeaseLost``)."""
+        with write_transaction(self._engine) as conn:
+            fence = leases.try_acquire(conn, instance, now=now, timeout=timeout)
+        if fence is not None:
+            self._fence = (instance, fence)
+        return fence
+
+    def renew_lease(self, *, now: datetime, timeout: timedelta) -> None:
+        """Keep the lease (``LeaseLost`` if another planner took it)."""
+        assert self._fence is not None, "renew_lease before acquire_lease"
+        with write_transaction(self._engine) as conn:
+            leases.renew(conn, *self._fence, now=now, timeout=timeout)
+
+    def release_lease(self, *, now: datetime) -> None:
+        """Give the lease up; this store's writes are no longer fenced."""
+        if self._fence is None:
+            return
+        with write_transaction(self._engine) as conn:
+            leases.release(conn, *self._fence, now=now)
+        self._fence = None
+
+    def planner_seen(self, instance: str, *, host: str, pid: int, role: str, now: datetime) -> None:
+        """Record a planner process as leader, standby or stopped (not fenced: a standby too)."""
+        with write_transaction(self._engine) as conn:
+            leases.seen(conn, instance, host=host, pid=pid, role=role, now=now)
+
+    def lease_state(self) -> LeaseState:
+        with self._read() as conn:
+            return leases.state(conn)
 
 
 def _promoted(definition: ProcessDef) -> dict[str, Any]:
     return {key: getattr(definition, key) for key in q.PROMOTED}
+
+
+def _differs(row: q.StoredProcess, doc: Mapping[str, Any], definition: ProcessDef) -> bool:
+    """Whether the row must be written to hold ``doc`` and ``definition``'s promoted columns
+    (compared by type too: SQL may have put the text '1' where 1 belongs)."""
+    promoted = _promoted(definition)
+    return row.document != doc or any(
+        type(row.promoted[k]) is not type(v) or row.promoted[k] != v for k, v in promoted.items()
+    )
+
+
+def _invalid_row(name: str, message: str) -> Problem:
+    return Problem(
+        file="the database",
+        line=None,
+        process=None,
+        message=f"{message}; correct its row, or `planner apply` a file that defines it",
+    )
 
 
 def _sans_source(doc: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from registry.lifecycle import RunStatus
@@ -30,6 +30,7 @@ from registry.records import (
     ApplyResult,
     AttemptRecord,
     ErrorInfo,
+    LeaseState,
     LoggedDecision,
     ProcessHistory,
     Request,
@@ -40,8 +41,13 @@ DEFAULT_URL = "sqlite:///planner.db"
 
 
 def resolve_url(url: str | None = None) -> str:
-    """The database URL to use: explicit argument, else ``PLANNER_DB``, else ``planner.db``."""
-    return url or os.environ.get("PLANNER_DB") or DEFAULT_URL
+    """The database URL to use: explicit argument, else ``PLANNER_DB``, else ``planner.db``.
+
+    An explicit empty URL stays empty (opening it is an error, not a silent ``planner.db``); an
+    empty ``PLANNER_DB`` counts as unset, as shells have it."""
+    if url is not None:
+        return url
+    return os.environ.get("PLANNER_DB") or DEFAULT_URL
 
 
 class Store(Protocol):
@@ -166,12 +172,35 @@ class Store(Protocol):
         """Writes inside share one transaction, committed (all or nothing) when the block ends."""
         ...
 
+    # -- leadership (``registry.storage.leases``) ------------------------------------------------
+    def acquire_lease(self, instance: str, *, now: datetime, timeout: timedelta) -> int | None:
+        """Take the lease if free or expired; its fencing number, or None if another holds it.
+        Afterwards every write of this store is fenced: ``LeaseLost`` once another took over."""
+        ...
+
+    def renew_lease(self, *, now: datetime, timeout: timedelta) -> None:
+        """Keep the lease; ``LeaseLost`` if another planner took it."""
+        ...
+
+    def release_lease(self, *, now: datetime) -> None:
+        """Give the lease up (a clean stop)."""
+        ...
+
+    def planner_seen(self, instance: str, *, host: str, pid: int, role: str, now: datetime) -> None:
+        """Record a planner process as ``leader``, ``standby`` or ``stopped``."""
+        ...
+
+    def lease_state(self) -> LeaseState:
+        """Who holds the lease, and the planners seen."""
+        ...
+
     def close(self) -> None: ...
 
 
-def open_store(url: str | None = None) -> Store:
+def open_store(url: str | None = None, *, create: bool = True) -> Store:
     """Open the store at ``url`` / ``PLANNER_DB`` / ``planner.db``: an empty database is created at
-    the current schema revision; one at another revision raises ``SchemaMismatch``."""
+    the current schema revision (``create=False``: ``NoDatabase`` instead); one at another revision
+    raises ``SchemaMismatch``; a URL we cannot use, ``UnsupportedDatabase``."""
     from registry.storage.sqlstore import SqlStore
 
-    return SqlStore(resolve_url(url))
+    return SqlStore(resolve_url(url), create=create)

@@ -11,6 +11,8 @@
     runs, attempts     run history; ``attempts`` repeats the run's process and scheduled time so
                        that ``history`` needs no join
     process_state      per process: the state a job saved, and when it was last reset
+    lease              one row: which planner plans for this database, with its fencing number
+    planners           the planner processes seen on this database: leader, standbys, stopped
     requests           operator requests (trigger, cancel, reset) waiting for the planner
     decisions          the decision log
 
@@ -178,6 +180,33 @@ decisions = Table(
     Column("reasons", JSON, nullable=False),
     Index("ix_decisions_at", "at"),
     Index("ix_decisions_process_at", "process", "at"),
+)
+
+# One row (id 1) once any planner has run: who plans for this database, and the fencing number
+# every write of that planner checks (``registry.storage.leases``). A takeover increments it.
+lease = Table(
+    "lease",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("holder", String(100), nullable=True),  # a planner's instance id; NULL when released
+    Column("fence", BigInteger, nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=True),
+    Column("renewed_at", UTCDateTime, nullable=True),
+    Column("expires_at", UTCDateTime, nullable=True),
+)
+
+# One row per planner process that ran on this database: leader, standby or stopped, and when it
+# was last seen (``planner status`` shows them; stopped rows are kept for "last planner seen").
+planners = Table(
+    "planners",
+    metadata,
+    Column("instance", String(100), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("role", String(20), nullable=False),  # leader | standby | stopped
+    Column("started", UTCDateTime, nullable=False),
+    Column("seen", UTCDateTime, nullable=False),
+    Index("ix_planners_seen", "seen"),
 )
 
 #: the tables whose every change bumps ``registry_revision``

@@ -1,14 +1,16 @@
 """The ``planner`` group: global options, the shared environment, and exit codes for every command.
 
 Exit codes (SPEC): 0 ok; 1 user error — a bad definition, an unknown process or run, a bad option
-value, a database URL that cannot be opened; 2 internal error. ``PlannerGroup`` maps exceptions
+value, a database URL that cannot be opened or that we do not support, no database for a command
+that only reads one; 2 internal error. ``PlannerGroup`` maps exceptions
 to these codes in one place: ``PlannerError`` and click's usage errors print one clean message
 (no traceback); any other exception prints ``internal error: ...`` and its traceback only with
 ``-v``. A job that fails is not a CLI error: ``planner run`` reports it and exits 0.
 
 The command modules register on ``cli`` and take the ``Env`` with ``pass_env``; the store is
-opened on first use. The wall clock is read here (``utcnow``), at the edge, and passed to the
-store and the core as ``now``.
+opened on first use, and created if missing only by the commands that write a registry
+(``apply``, ``run``): the others say that there is no database, and create none. The wall
+clock is read here (``utcnow``), at the edge, and passed to the store and the core as ``now``.
 """
 
 from __future__ import annotations
@@ -127,13 +129,14 @@ class Env:
     verbose: int
     _store: Store | None = None
 
-    def store(self) -> Store:
-        """The store, opened on first use (``validate``/``simulate`` never open it)."""
+    def store(self, *, create: bool = False) -> Store:
+        """The store, opened on first use (``validate``/``simulate`` never open it); ``create``
+        makes a missing database (``apply``, ``run``), else it is ``NoDatabase`` (exit 1)."""
         if self._store is None:
             from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
             try:
-                self._store = open_store(self.url)
+                self._store = open_store(self.url, create=create)
             except (ArgumentError, NoSuchModuleError, OperationalError) as exc:
                 reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
                 raise UserError(f"cannot open the database: {reason}") from exc

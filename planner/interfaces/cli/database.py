@@ -9,10 +9,11 @@ revision with Alembic, keeping every record. Neither creates a database that doe
 from __future__ import annotations
 
 import click
-from sqlalchemy.engine import make_url
 
-from planner.interfaces.cli.app import Env, UserError, cli, pass_env
+from planner.interfaces.cli.app import Env, cli, pass_env
+from registry.errors import NoDatabase
 from registry.storage import schema_version
+from registry.storage.engine import database_url
 from registry.storage.store import resolve_url
 
 __all__ = ["current", "db", "upgrade"]
@@ -25,13 +26,13 @@ def db() -> None:
 
 def _existing_url(env: Env) -> str:
     url = resolve_url(env.url)
-    parsed = make_url(url)
+    parsed = database_url(url)  # UnsupportedDatabase for a URL we cannot use
     if parsed.get_backend_name() == "sqlite":
         from pathlib import Path
 
         path = parsed.database
         if not path or path == ":memory:" or not Path(path).exists():
-            raise UserError(f"no database at {url}: `planner apply FILES…` creates one")
+            raise NoDatabase(url)
     return url
 
 

@@ -42,7 +42,7 @@ def apply(env: Env, files: Sequence[str]) -> None:
     from registry.definitions.loader import load_files
 
     registry = load_files(files)
-    result = env.store().apply(registry, now=utcnow())
+    result = env.store(create=True).apply(registry, now=utcnow())
     for line in apply_lines(result):
         click.echo(line)
 

@@ -1,6 +1,6 @@
 """``planner run``: apply FILES if given, then plan and execute on Dask until stopped.
 
-The command only wires things together: the live driver (``planner.live.loop.run_planner``) does
+The command only wires things together: the live driver (``planner.live.runner.run_planner``) does
 the work; ``on_ready`` starts the planner page and the terminal status line once the cluster is
 up, and the summary names the error of every attempt that failed. A job that fails is not a CLI
 error: ``run`` reports it and exits 0; Ctrl-C exits 130.
@@ -57,6 +57,20 @@ __all__ = ["run"]
     show_default=True,
     help="Port of the planner page when it cannot live in the Dask dashboard (remote scheduler).",
 )
+@click.option(
+    "--lease-timeout",
+    type=DURATION,
+    default="15s",
+    show_default=True,
+    help="A standby takes over this long after the lease holder last renewed.",
+)
+@click.option(
+    "--db-outage-limit",
+    type=DURATION,
+    default="5m",
+    show_default=True,
+    help="Give up when the database stays unreachable this long.",
+)
 @pass_env
 def run(
     env: Env,
@@ -69,11 +83,13 @@ def run(
     workers: int | None,
     dashboard_address: str,
     page_port: int,
+    lease_timeout: timedelta,
+    db_outage_limit: timedelta,
 ) -> None:
     """Apply FILES (if given), then plan and execute on Dask until stopped (Ctrl-C)."""
-    from planner.live.loop import run_planner
+    from planner.live.runner import run_planner
 
-    store = env.store()
+    store = env.store(create=True)
     if files:
         from registry.definitions.loader import load_files
 
@@ -107,10 +123,15 @@ def run(
             dashboard_address=dashboard_address,
             on_ready=on_ready,
             cwd=os.getcwd(),
+            lease_timeout=lease_timeout,
+            db_outage_limit=db_outage_limit,
+            say=lambda message: click.echo(message, err=True),
         )
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         raise SystemExit(130) from None
+    if summary.stopped_by == "signal":
+        click.echo("stopped: runs in flight were cancelled or left to the next planner", err=True)
     failed = [(p, r, a) for p, r, a, status, _ in summary.runs if status in FAILED]
     errors = _errors_of(store, failed, since=began)
     show(run_summary_view(summary.runs, summary.started, errors))

@@ -37,6 +37,7 @@ from planner.interfaces.terminal import (
     history_json,
     plan_json,
     plan_table,
+    planners_json,
     show,
     simulation_json,
     simulation_view,
@@ -231,10 +232,11 @@ def status(env: Env, fmt: str) -> None:
     recent = store.history(since=since, limit=500)
     failures = [a for a in recent if a.status in FAILED][:20]
     active = store.active_runs()
+    planners = planners_json(store.lease_state(), utcnow(), tz)
     if fmt == "json":
-        emit_json(status_json(registry, active, failures, tz))
+        emit_json(status_json(registry, active, failures, tz, planners=planners))
     else:
-        show(status_view(registry, active, failures, tz, failures_since=since))
+        show(status_view(registry, active, failures, tz, failures_since=since, planners=planners))
 
 
 @cli.command()

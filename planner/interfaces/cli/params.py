@@ -104,5 +104,7 @@ def format_option(f: Any) -> Any:
 
 
 def require(registry: RegistryDef, process: str) -> None:
-    if process not in registry.processes:
+    """``ProcessNotFound`` unless the registry has ``process`` (valid or not: an invalid row can
+    still be explained, and triggered for when it is repaired)."""
+    if process not in registry.processes and process not in registry.invalid:
         raise ProcessNotFound(process)

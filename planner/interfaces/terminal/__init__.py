@@ -17,6 +17,7 @@ from planner.interfaces.terminal.documents import (
     explanation_json,
     history_json,
     plan_json,
+    planners_json,
     simulation_json,
     status_json,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "live_status",
     "plan_json",
     "plan_table",
+    "planners_json",
     "run_summary_view",
     "show",
     "simulation_json",

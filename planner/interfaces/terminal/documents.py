@@ -15,7 +15,14 @@ from planner.core.events import Decision, Explanation
 from planner.interfaces.terminal.style import iso
 from planner.simulation.simulate import Simulation
 from registry.model import RegistryDef
-from registry.records import ActiveRun, AttemptRecord, ErrorInfo, LoggedDecision
+from registry.records import (
+    ActiveRun,
+    AttemptRecord,
+    ErrorInfo,
+    LeaseState,
+    LoggedDecision,
+    PlannerSeen,
+)
 
 __all__ = [
     "attempt_json",
@@ -25,6 +32,10 @@ __all__ = [
     "simulation_json",
     "status_json",
 ]
+
+
+#: a standby's row is refreshed every second or so; older ones belong to standbys that died
+STANDBY_SEEN_S = 30
 
 
 def plan_json(at: datetime, decisions: Sequence[Decision], tz: tzinfo) -> dict[str, Any]:
@@ -99,19 +110,66 @@ def _active_json(r: ActiveRun, tz: tzinfo) -> dict[str, Any]:
     }
 
 
+def planners_json(lease: LeaseState, now: datetime, tz: tzinfo) -> dict[str, Any]:
+    """Who plans for the database: the lease holder (if its lease is live), the standbys, and
+    the last planner seen when none is alive."""
+
+    def seen(p: PlannerSeen) -> dict[str, Any]:
+        return {
+            "host": p.host,
+            "pid": p.pid,
+            "role": p.role,
+            "started": iso(p.started, tz),
+            "seen": iso(p.seen, tz),
+        }
+
+    live = lease.holder is not None and lease.expires_at is not None and lease.expires_at > now
+    holder = lease.planner(lease.holder) if live else None
+    leader = None
+    if live:
+        leader = {
+            "instance": lease.holder,
+            "host": holder.host if holder else None,
+            "pid": holder.pid if holder else None,
+            "since": iso(lease.acquired_at, tz),
+            "renewed": iso(lease.renewed_at, tz),
+            "expires": iso(lease.expires_at, tz),
+            "fence": lease.fence,
+        }
+    # a standby not seen for a while is gone (it would have renewed its row within seconds)
+    standbys = [
+        seen(p)
+        for p in lease.planners
+        if p.role == "standby" and (now - p.seen).total_seconds() <= STANDBY_SEEN_S
+    ]
+    last = max(lease.planners, key=lambda p: p.seen, default=None)
+    return {
+        "alive": live,
+        "leader": leader,
+        "standbys": standbys,
+        "last_seen": None if last is None else seen(last),
+    }
+
+
 def status_json(
     registry: RegistryDef,
     active: Sequence[ActiveRun],
     failures: Sequence[AttemptRecord],
     tz: tzinfo,
+    *,
+    planners: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     procs = registry.processes.values()
     return {
+        "planner": planners,
         "processes": len(registry.processes),
         "slots": registry.slots,
         "timezone": registry.timezone,
         "held": sorted(p.name for p in procs if p.hold),
         "disabled": sorted(p.name for p in procs if not p.enabled),
+        # rows of the database that do not validate: left out of planning until repaired
+        "invalid": [{"process": n, "message": m} for n, m in sorted(registry.invalid.items())],
+        "problems": list(registry.problems),
         "active": [_active_json(r, tz) for r in active],
         "failures": [attempt_json(a, tz) for a in failures],
     }

@@ -11,6 +11,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, tzinfo
+from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -218,15 +219,22 @@ def status_view(
     tz: tzinfo,
     *,
     failures_since: datetime,
+    planners: dict[str, Any] | None = None,
 ) -> Group:
-    doc = status_json(registry, active, failures, tz)
+    doc = status_json(registry, active, failures, tz, planners=planners)
     slots = registry.slots if registry.slots is not None else "cluster threads"
     lines: list[RenderableType] = [
         Text(f"{doc['processes']} processes, slots: {slots}, timezone {registry.timezone}"),
         Text(f"held: {', '.join(doc['held']) or '-'}"),
         Text(f"disabled: {', '.join(doc['disabled']) or '-'}"),
-        Text(""),
     ]
+    for item in doc["invalid"]:
+        lines.append(Text(f"invalid: {item['message']}", style="bold red"))
+    for problem in doc["problems"]:
+        lines.append(Text(f"registry problem: {problem}", style="bold red"))
+    if planners is not None:
+        lines.extend(_planner_lines(planners, bool(active)))
+    lines.append(Text(""))
     if active:
         table = new_table(
             f"{len(active)} runs in flight",
@@ -285,3 +293,29 @@ def run_summary_view(
             why = f": {error.type}: {error.message}" if error else ""
             lines.append(Text(f"  {process} {run_id} attempt {attempt} {status}{why}"))
     return Group(*lines)
+
+
+def _planner_lines(planners: dict[str, Any], runs_in_flight: bool) -> list[RenderableType]:
+    """Who plans: the lease holder and standbys, or that no planner is alive."""
+    out: list[RenderableType] = []
+    leader = planners["leader"]
+    if leader is not None:
+        who = f"{leader['host']}:{leader['pid']}" if leader["host"] else leader["instance"]
+        out.append(
+            Text(f"planner: {who}, leading since {leader['since']}, renewed {leader['renewed']}")
+        )
+    else:
+        last = planners["last_seen"]
+        seen = f"; last planner seen {last['host']}:{last['pid']} at {last['seen']}" if last else ""
+        out.append(Text(f"planner: none alive{seen}", style="bold yellow"))
+        if runs_in_flight:
+            out.append(
+                Text(
+                    "runs below are not being watched: the next `planner run` re-attaches "
+                    "or retries them",
+                    style="yellow",
+                )
+            )
+    standbys = ", ".join(f"{s['host']}:{s['pid']}" for s in planners["standbys"]) or "-"
+    out.append(Text(f"standbys: {standbys}"))
+    return out

@@ -1,9 +1,10 @@
 """Running ``run: "module:callable"`` jobs and lifecycle hooks on the worker.
 
-A callable is imported (``spec.cwd`` joins ``sys.path``), called with ``params`` as keyword
-arguments plus ``ctx`` when it takes one, and, with a timeout, run in a helper thread that
-``execute`` stops waiting for (Python threads cannot be killed). See ``planner.live.worker.execute``
-for the whole contract.
+A callable is imported (``spec.cwd`` joins ``sys.path``) and called, in the calling (Dask task)
+thread, with ``params`` as keyword arguments plus ``ctx`` when it takes one. Python threads cannot
+be killed, so a timeout or a cancel can only ask it to stop: a timer sets ``ctx.cancelled`` when
+the timeout passes (and takes the stack it is stuck in), a cancel sets it from outside, and the
+attempt ends when the callable returns. See ``planner.live.worker.execute`` for the whole contract.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import json
 import logging
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from planner.live.worker.attempts import Attempt
 from planner.live.worker.outcome import (
     AttemptResult,
     JobContext,
@@ -57,7 +60,13 @@ def import_target(target: str, *, cwd: str | None = None) -> Callable[..., Any]:
     return func
 
 
-def execute_callable(spec: JobSpec, target: str) -> AttemptResult:
+def execute_callable(
+    spec: JobSpec,
+    target: str,
+    attempt: Attempt,
+    on_overdue: Callable[[], None] | None = None,
+) -> AttemptResult:
+    """Call the job; ``on_overdue`` runs (on a timer thread) when its timeout passes."""
     try:
         func = import_target(target, cwd=spec.cwd)
         kwargs = dict(spec.params)
@@ -69,54 +78,95 @@ def execute_callable(spec: JobSpec, target: str) -> AttemptResult:
                 process=spec.process,
                 state=spec.state,
                 params=dict(spec.params),
+                cancelled=attempt.cancelled,
             )
     except Exception as exc:
         return AttemptResult(RunStatus.FAILED, error=error_from_exception(exc))
 
-    if spec.timeout_s is None:
-        try:
-            value = func(**kwargs)
-        except (Exception, SystemExit) as exc:
-            return AttemptResult(RunStatus.FAILED, error=error_from_exception(exc))
-        return _success(value)
-
-    box: dict[str, Any] = {}
-    done = threading.Event()
-
-    def call() -> None:
-        try:
-            box["value"] = func(**kwargs)
-        except (Exception, SystemExit) as exc:
-            box["error"] = error_from_exception(exc)
-        finally:
-            done.set()
-
-    thread = threading.Thread(
-        target=call, name=f"planner-job-{spec.run_id}-{spec.attempt}", daemon=True
-    )
-    thread.start()
-    if not done.wait(spec.timeout_s):
-        log.warning(
-            "run %r attempt %d: %r still running after its %gs timeout; its thread is abandoned",
-            spec.run_id,
-            spec.attempt,
-            target,
-            spec.timeout_s,
+    timer = _Timeout(spec, target, attempt, on_overdue) if spec.timeout_s is not None else None
+    value: Any = None
+    error: ErrorInfo | None = None
+    try:
+        value = func(**kwargs)
+    except (Exception, SystemExit) as exc:
+        error = error_from_exception(exc)
+    finally:
+        stuck = timer.stop() if timer is not None else None
+    if attempt.cancel_reason is not None:
+        return AttemptResult(
+            RunStatus.CANCELLED,
+            error=ErrorInfo(
+                type="Cancelled",
+                message=f"{attempt.cancel_reason}; ctx.cancelled was set and {target} ended",
+                traceback=error.traceback if error is not None else "",
+            ),
         )
-        frame = sys._current_frames().get(thread.ident or -1)
-        stack = "".join(traceback.format_stack(frame)) if frame is not None else ""
+    if stuck is not None:
+        assert spec.timeout_s is not None
         return AttemptResult(
             RunStatus.TIMED_OUT,
             error=ErrorInfo(
                 type="Timeout",
-                message=f"{target} did not finish within {spec.timeout_s:g}s "
-                "(its thread cannot be killed and was abandoned)",
-                traceback=tail_lines(stack),
+                message=f"{target} did not finish within {spec.timeout_s:g}s; ctx.cancelled was "
+                f"set and it returned {stuck[0]:.3g}s later (its slot stayed busy until then)",
+                traceback=stuck[1],
             ),
         )
-    if "error" in box:
-        return AttemptResult(RunStatus.FAILED, error=box["error"])
-    return _success(box.get("value"))
+    if error is not None:
+        return AttemptResult(RunStatus.FAILED, error=error)
+    return _success(value)
+
+
+class _Timeout:
+    """At ``spec.timeout_s``: take the job thread's stack, set ``ctx.cancelled``, report overdue."""
+
+    def __init__(
+        self,
+        spec: JobSpec,
+        target: str,
+        attempt: Attempt,
+        on_overdue: Callable[[], None] | None,
+    ) -> None:
+        self._spec, self._target, self._attempt = spec, target, attempt
+        self._on_overdue = on_overdue
+        self._thread_id = threading.get_ident()
+        self._lock = threading.Lock()
+        self._finished = False
+        self._fired_at: float | None = None
+        self._stack = ""
+        assert spec.timeout_s is not None
+        self._timer = threading.Timer(spec.timeout_s, self._fire)
+        self._timer.name = f"planner-timeout-{spec.run_id}-{spec.attempt}"
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        frame = sys._current_frames().get(self._thread_id)
+        with self._lock:
+            if self._finished:
+                return
+            self._fired_at = time.monotonic()
+            self._stack = tail_lines("".join(traceback.format_stack(frame)) if frame else "")
+        self._attempt.cancelled.set()
+        log.warning(
+            "run %r attempt %d: %r still running after its %gs timeout; ctx.cancelled is set, "
+            "its slot stays busy until it returns",
+            self._spec.run_id,
+            self._spec.attempt,
+            self._target,
+            self._spec.timeout_s,
+        )
+        if self._on_overdue is not None:
+            self._on_overdue()
+
+    def stop(self) -> tuple[float, str] | None:
+        """The callable returned: (seconds past the timeout, stuck stack) if it timed out."""
+        self._timer.cancel()
+        with self._lock:
+            self._finished = True
+            if self._fired_at is None:
+                return None
+            return time.monotonic() - self._fired_at, self._stack
 
 
 def _success(value: Any) -> AttemptResult:

@@ -1,13 +1,14 @@
-"""Running ``command:`` jobs on the worker: a subprocess in its own process group.
+"""Running ``command:`` jobs on the worker: a subprocess in its own session and process group.
 
-stdout/stderr are drained by reader threads into bounded tails; on exit, timeout or failure the
-whole group is terminated (SIGTERM, then SIGKILL after a grace period), so a command's children do
-not outlive the attempt. See ``planner.live.worker.execute`` for the whole contract.
+stdout/stderr are drained by reader threads into bounded tails. On exit, timeout, cancel or
+failure the attempt's processes — its group and every descendant carrying its marker, see
+``planner.live.worker.guardian`` — are terminated (SIGTERM, then SIGKILL after a grace period), so
+a command's children do not outlive the attempt; the worker's guardian does the same if the worker
+process dies first. See ``planner.live.worker.execute`` for the whole contract.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -16,11 +17,11 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import IO
 
-import psutil
-
+from planner.live.worker.attempts import Attempt
+from planner.live.worker.guardian import MARKER_VAR, kill_attempt
 from planner.live.worker.outcome import (
     RESULT_MAX_CHARS,
     AttemptResult,
@@ -86,16 +87,19 @@ def _drain(stream: IO[bytes], tail: _Tail) -> None:
         stream.close()
 
 
-def execute_command(spec: JobSpec) -> AttemptResult:
+def execute_command(spec: JobSpec, attempt: Attempt) -> AttemptResult:
     command = spec.command
     shell = isinstance(command, str)
     args: str | list[str] = command if isinstance(command, str) else list(command or ())
+    env = command_environment(spec)
+    env[MARKER_VAR] = attempt.marker  # inherited by descendants, even in sessions of their own
+    since = time.time()
     try:
         proc = subprocess.Popen(
             args,
             shell=shell,
             cwd=spec.cwd,
-            env=command_environment(spec),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -103,6 +107,7 @@ def execute_command(spec: JobSpec) -> AttemptResult:
         )
     except OSError as exc:  # missing executable, bad cwd
         return AttemptResult(RunStatus.FAILED, error=error_from_exception(exc))
+    attempt.attach(proc.pid, since)  # the guardian knows it now; a cancel that came first kills it
 
     assert proc.stdout is not None and proc.stderr is not None
     out, err = _Tail(), _Tail()
@@ -117,10 +122,10 @@ def execute_command(spec: JobSpec) -> AttemptResult:
         proc.wait(timeout=spec.timeout_s)
     except subprocess.TimeoutExpired:
         timed_out = True
-    # On timeout this kills the command; after a normal exit, the stragglers it left behind
-    # (which would also keep our pipes open).
-    _terminate_group(proc.pid, spec.kill_grace_s)
-    if proc.poll() is None:  # the command left its own group (setsid); kill it directly
+    # On timeout this kills the command; after a normal exit or a cancel, the stragglers it left
+    # behind (which would also keep our pipes open).
+    kill_attempt(proc.pid, attempt.marker, spec.kill_grace_s, since)
+    if proc.poll() is None:  # cannot happen (a session leader stays in its group); to be sure
         proc.kill()
     code = proc.wait()
     for reader in readers:
@@ -128,6 +133,16 @@ def execute_command(spec: JobSpec) -> AttemptResult:
 
     stdout, stderr = out.text(), err.text()
     result = _clip_tail(stdout)
+    if attempt.cancel_reason is not None:
+        return AttemptResult(
+            RunStatus.CANCELLED,
+            error=ErrorInfo(
+                type="Cancelled",
+                message=f"{attempt.cancel_reason}; the command's processes were killed",
+                traceback=tail_lines(stderr),
+            ),
+            result=result,
+        )
     if timed_out:
         return AttemptResult(
             RunStatus.TIMED_OUT,
@@ -164,44 +179,3 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return str(number)
-
-
-def _group_members(pgid: int) -> list[psutil.Process]:
-    """Live (non-zombie) processes of process group ``pgid``."""
-    members = []
-    for proc in psutil.process_iter():
-        try:
-            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
-                members.append(proc)
-        except (OSError, psutil.Error):
-            continue
-    return members
-
-
-def _alive(procs: Iterable[psutil.Process]) -> list[psutil.Process]:
-    alive = []
-    for proc in procs:
-        try:
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                alive.append(proc)
-        except psutil.Error:
-            continue
-    return alive
-
-
-def _terminate_group(pgid: int, grace_s: float) -> None:
-    """SIGTERM every process of group ``pgid``; SIGKILL those still alive after ``grace_s``."""
-    members = _group_members(pgid)
-    if not members:
-        return
-    _killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while (members := _alive(members)) and time.monotonic() < deadline:
-        time.sleep(0.02)  # polling a process's death; there is no portable wait for non-children
-    if members:
-        _killpg(pgid, signal.SIGKILL)
-
-
-def _killpg(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)

@@ -21,7 +21,9 @@ Two kinds of job:
     Started with ``subprocess.Popen`` in its own session/process group (a list is exec'd, a string
     goes through the shell), stdin closed, stdout/stderr captured (only the last
     ``OUTPUT_TAIL_BYTES`` of each are kept). Exit code 0 is success. When the command exits, any
-    process it left behind in its group is terminated too, so a job never outlives its attempt.
+    process it left behind — in its group, or carrying its ``PLANNER_ATTEMPT_KEY`` — is terminated
+    too, so a job never outlives its attempt; if the worker process dies first, its guardian
+    process does that (``planner.live.worker.guardian``, which also states the limits).
     Its environment is the worker's, plus ``spec.env``, plus:
 
     ======================== ==================================================================
@@ -31,22 +33,32 @@ Two kinds of job:
     ``PLANNER_SCHEDULED``    the scheduled (fire) time, ISO-8601 with offset
     ``PLANNER_PARAM_<KEY>``  each param; ``<KEY>`` upper-cased, non-alphanumerics → ``_``;
                              strings as they are, other values JSON-encoded
+    ``PLANNER_ATTEMPT_KEY``  unique to the attempt: how its processes are found to be killed
+                             (keep it in the environment of what the command starts)
     ======================== ==================================================================
 
     and the directory of the worker's Python interpreter first on ``PATH``, so that ``python`` in a
     command means the interpreter (virtualenv) the planner's workers run with.
 
-Timeouts
---------
-A command that runs past ``timeout_s`` gets SIGTERM on its whole process group, then SIGKILL after
-``kill_grace_s``; the outcome is ``timed_out``.
+Timeouts and cancels
+--------------------
+A command that runs past ``timeout_s`` gets SIGTERM on its processes, then SIGKILL after
+``kill_grace_s``; the outcome is ``timed_out``. A cancel (``planner cancel``: the planner calls
+``planner.live.worker.attempts.cancel_attempt`` on the workers) does the same; the outcome is
+``cancelled``.
 
-A *callable* cannot be killed: Python threads cannot be stopped from outside. With a timeout the
-callable runs in a helper thread; after ``timeout_s`` ``execute`` stops waiting, returns
-``timed_out`` (with the stuck thread's stack as traceback) and the planner's slot is freed, but the
-thread keeps running in the worker process until the callable returns on its own (its result is
-then discarded). Jobs that may hang for good should be commands, or check a deadline themselves.
-Inside that helper thread ``distributed.get_worker()`` is not available.
+A *callable* cannot be killed: Python threads cannot be stopped from outside. It runs in the Dask
+task's thread; when its timeout passes, ``ctx.cancelled`` is set (and ``on_overdue`` tells the
+planner the thread still runs), and a cancel sets it too. ``execute`` returns only when the
+callable does — ``timed_out`` with the stack it was stuck in at the timeout, or ``cancelled`` —
+so the attempt, the Dask thread and the planner's slot stay busy until the thread really ends and
+nothing queues unseen behind it. A callable that may run long should check ``ctx.cancelled``.
+
+Bounds
+------
+What an outcome carries is cut here, before it reaches the scheduler or the database: error
+messages to ``MESSAGE_MAX_CHARS``, tracebacks and stderr to the last ``TRACEBACK_LINES`` lines and
+``TRACEBACK_MAX_CHARS``, results to ``RESULT_MAX_CHARS`` (``planner.live.worker.outcome``).
 
 Hooks
 -----
@@ -61,12 +73,25 @@ failed or timed-out attempt when ``spec.final_attempt`` says no retry follows; t
 from __future__ import annotations
 
 import os
+import secrets
 import socket
+from collections.abc import Callable
 
+from planner.live.worker.attempts import running
 from planner.live.worker.callables import execute_callable, import_target, run_hook
 from planner.live.worker.commands import command_environment, execute_command
-from planner.live.worker.outcome import JobContext, JobHooks, JobOutcome, JobSpec, utcnow
+from planner.live.worker.outcome import (
+    AttemptResult,
+    JobContext,
+    JobHooks,
+    JobOutcome,
+    JobSpec,
+    bounded_error,
+    clip,
+    utcnow,
+)
 from registry.lifecycle import RunStatus
+from registry.records import ErrorInfo
 
 __all__ = [
     "JobContext",
@@ -81,25 +106,46 @@ __all__ = [
 ]
 
 
-def execute(spec: JobSpec) -> JobOutcome:
-    """Run one attempt and report how it went. Never raises for a failure of the job itself."""
+def execute(
+    spec: JobSpec,
+    *,
+    key: str | None = None,
+    on_overdue: Callable[[], None] | None = None,
+) -> JobOutcome:
+    """Run one attempt and report how it went. Never raises for a failure of the job itself.
+
+    ``key`` names the attempt for ``cancel_attempt`` (the Dask key; a private one by default);
+    ``on_overdue`` is called, on another thread, when a callable's timeout passes.
+    """
     start = utcnow()
     worker = worker_address()
-    res = execute_callable(spec, spec.run) if spec.run is not None else execute_command(spec)
+    key = key if key is not None else f"{spec.run_id}-a{spec.attempt}-{secrets.token_hex(6)}"
+    with running(
+        key, run_id=spec.run_id, attempt=spec.attempt, kill_grace_s=spec.kill_grace_s
+    ) as attempt:
+        if attempt.cancel_reason is not None:  # cancelled before it reached this worker
+            error = ErrorInfo(
+                type="Cancelled", message=f"{attempt.cancel_reason} before it started"
+            )
+            res = AttemptResult(RunStatus.CANCELLED, error=error)
+        elif spec.run is not None:
+            res = execute_callable(spec, spec.run, attempt, on_overdue)
+        else:
+            res = execute_command(spec, attempt)
     outcome = JobOutcome(
         status=res.status,
         start=start,
         end=utcnow(),
         worker=worker,
-        error=res.error,
-        result=res.result,
+        error=bounded_error(res.error) if res.error is not None else None,
+        result=clip(res.result) if res.result is not None else None,
         state_changed=res.state_changed,
         new_state=res.new_state,
     )
     hook, event = None, ""
     if outcome.status is RunStatus.SUCCEEDED:
         hook, event = spec.hooks.on_success, "on_success"
-    elif spec.final_attempt:
+    elif spec.final_attempt and outcome.status is not RunStatus.CANCELLED:
         hook, event = spec.hooks.on_failure, "on_failure"
     if hook is not None:
         run_hook(

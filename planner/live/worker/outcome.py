@@ -8,6 +8,7 @@ worker; callables and commands share them.
 from __future__ import annotations
 
 import os
+import threading
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,8 +21,14 @@ from registry.records import ErrorInfo
 if TYPE_CHECKING:
     from registry.model import ProcessDef
 
+# What an outcome carries is bounded here, on the worker, before it reaches the scheduler (its event
+# log, the task result) and the database: a job that raises a 50 MB message stores 8 KiB of it.
 RESULT_MAX_CHARS = 500  # JobOutcome.result is cut to this length
-TRACEBACK_LINES = 20  # lines of traceback / stderr kept in ErrorInfo.traceback
+TRACEBACK_LINES = 20  # lines of traceback / stderr kept in ErrorInfo.traceback …
+TRACEBACK_MAX_CHARS = 16 * 1024  # … and at most this many characters of their tail,
+LINE_MAX_CHARS = 2 * 1024  # … each line cut to this length (a 50 MB message leaves its frames)
+MESSAGE_MAX_CHARS = 8 * 1024  # ErrorInfo.message is cut to this length
+TYPE_MAX_CHARS = 200  # ErrorInfo.type likewise
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,13 +118,16 @@ class JobContext:
     process: str
     state: Any
     params: Mapping[str, Any]
+    #: set when the attempt is cancelled or its timeout passed: stop soon (the attempt, and its
+    #: slot, stay busy until the callable returns)
+    cancelled: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobOutcome:
     """How an attempt ended, as measured on the worker."""
 
-    status: RunStatus  # succeeded | failed | timed_out
+    status: RunStatus  # succeeded | failed | timed_out | cancelled
     start: datetime  # aware UTC
     end: datetime  # aware UTC; before hooks ran
     worker: str  # Dask worker address, else "hostname:pid"
@@ -161,11 +171,27 @@ def clip(text: str, limit: int = RESULT_MAX_CHARS) -> str:
 
 def error_from_exception(exc: BaseException) -> ErrorInfo:
     tb = "".join(traceback.format_exception(exc))
-    return ErrorInfo(type=type(exc).__name__, message=str(exc), traceback=tail_lines(tb))
+    try:
+        message = str(exc)
+    except Exception as str_error:
+        message = f"<str() of the exception failed: {str_error!r}>"
+    return bounded_error(ErrorInfo(type=type(exc).__name__, message=message, traceback=tb))
 
 
-def tail_lines(text: str, lines: int = TRACEBACK_LINES) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])
+def bounded_error(error: ErrorInfo) -> ErrorInfo:
+    """``error`` within the documented sizes (a no-op for one that already is)."""
+    return ErrorInfo(
+        type=clip(error.type, TYPE_MAX_CHARS),
+        message=clip(error.message, MESSAGE_MAX_CHARS),
+        traceback=tail_lines(error.traceback),
+    )
+
+
+def tail_lines(text: str, lines: int = TRACEBACK_LINES, limit: int = TRACEBACK_MAX_CHARS) -> str:
+    """The last ``lines`` lines of ``text``, each cut to ``LINE_MAX_CHARS``; at most ``limit``
+    characters of them (their tail)."""
+    kept = "\n".join(clip(line, LINE_MAX_CHARS) for line in text.rstrip().splitlines()[-lines:])
+    return kept if len(kept) <= limit else "…" + kept[-(limit - 1) :]
 
 
 def utcnow() -> datetime:

@@ -1,0 +1,131 @@
+"""Leadership: one planner plans and dispatches for a database; the others stand by.
+
+``Leadership`` is the live driver's side of ``registry.storage.leases``:
+
+- ``wait(stop)``: a standby. It tries to take the lease every ``poll`` seconds, says once whom it
+  waits for (and again when the holder changes), and records itself as a standby so that
+  ``planner status`` lists it. It returns True as soon as the lease is ours — at once if nobody
+  holds it, else within ``timeout`` + ``poll`` of the holder's last renewal — or False when told
+  to stop. A database that cannot be reached while waiting is retried, never fatal.
+- ``renew_if_due(now)``: the loop calls it every turn that polls; every ``timeout / 3`` it moves
+  the lease's expiry forward. From the moment the lease is ours the store fences every write
+  with its number, so once another planner has taken over (this one was paused or cut off past
+  ``timeout``) the next write raises ``LeaseLost`` and this planner stops: it can no longer
+  record anything, so it must not start anything either.
+- ``release(now)``: a clean stop gives the lease up, so a standby takes over at once, and
+  records this planner as stopped (``planner status``: "last planner seen …").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from registry.errors import LeaseLost
+from registry.records import LeaseState
+from registry.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = timedelta(seconds=15)
+
+
+def describe_holder(state: LeaseState) -> str:
+    """``host:pid (since …, renewed …)`` of the lease holder, for messages."""
+    seen = state.planner(state.holder)
+    who = f"{seen.host}:{seen.pid}" if seen is not None else str(state.holder)
+    parts = []
+    if state.acquired_at is not None:
+        parts.append(f"since {state.acquired_at.isoformat(timespec='seconds')}")
+    if state.renewed_at is not None:
+        parts.append(f"renewed {state.renewed_at.isoformat(timespec='seconds')}")
+    return f"{who} ({', '.join(parts)})" if parts else who
+
+
+class Leadership:
+    """This planner process's claim on a database's lease."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        timeout: timedelta = DEFAULT_TIMEOUT,
+        clock: Callable[[], datetime],
+        say: Callable[[str], None] | None = None,
+    ) -> None:
+        if timeout <= timedelta(0):
+            raise ValueError(f"lease timeout must be positive, not {timeout}")
+        self.store = store
+        self.timeout = timeout
+        self.clock = clock
+        self.say = say or log.warning
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.instance = f"{self.host}:{self.pid}:{secrets.token_hex(3)}"
+        self.fence: int | None = None
+        self.poll = min(1.0, timeout.total_seconds() / 5)
+        self._renew_every = timeout.total_seconds() / 3
+        self._next_renewal = 0.0
+
+    @property
+    def leading(self) -> bool:
+        return self.fence is not None
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Stand by until the lease is ours (True) or ``stop`` is set (False)."""
+        announced: str | None = None
+        while not stop.is_set():
+            now = self.clock()
+            try:
+                fence = self.store.acquire_lease(self.instance, now=now, timeout=self.timeout)
+                if fence is not None:
+                    self.fence = fence
+                    self._next_renewal = time.monotonic() + self._renew_every
+                    self._seen("leader", now)
+                    if announced is not None:
+                        self.say(f"took over the lease (fencing number {fence})")
+                    return True
+                state = self.store.lease_state()
+                self._seen("standby", now)
+            except LeaseLost:
+                raise
+            except Exception as exc:  # the database is away: a standby just keeps waiting
+                log.warning("standby: cannot reach the database (%s); retrying", exc)
+                stop.wait(self.poll)
+                continue
+            if state.holder != announced:
+                announced = state.holder
+                self.say(
+                    f"standby: waiting for the lease held by {describe_holder(state)}; "
+                    f"taking over within {self.timeout.total_seconds():g}s of its last renewal"
+                )
+            stop.wait(self.poll)
+        return False
+
+    def renew_if_due(self, now: datetime) -> None:
+        """Renew the lease when a third of its timeout has passed; ``LeaseLost`` if taken."""
+        if self.fence is None or time.monotonic() < self._next_renewal:
+            return
+        self.store.renew_lease(now=now, timeout=self.timeout)
+        self._next_renewal = time.monotonic() + self._renew_every
+        self._seen("leader", now)
+
+    def release(self, now: datetime) -> None:
+        """A clean stop: give the lease up and record this planner as stopped."""
+        try:
+            if self.fence is not None:
+                self.store.release_lease(now=now)
+            self._seen("stopped", now)
+        except LeaseLost:
+            pass  # someone else holds it already: nothing of ours to give up
+        finally:
+            self.fence = None
+
+    def _seen(self, role: str, now: datetime) -> None:
+        self.store.planner_seen(self.instance, host=self.host, pid=self.pid, role=role, now=now)

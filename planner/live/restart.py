@@ -1,0 +1,67 @@
+"""Restart safety: what the planner before this one left queued or running.
+
+With a remote scheduler each attempt was submitted ``fire_and_forget`` under a key named after it,
+so a new planner claims the keys the cluster still knows (re-attached: their outcome arrives as
+usual) and reads the outcomes of those that finished meanwhile from the scheduler's event log.
+With an in-process cluster the work died with its planner (``planner.live.worker.guardian`` sees
+to it): such attempts are recorded ``failed`` with error type ``RunLost`` and retried by policy.
+Only the lease holder runs this, so a second planner never marks the first one's live runs lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from planner.core.events import Event, RunFinished
+from planner.live.dispatch import Dispatcher, attempt_key
+from planner.live.worker import JobOutcome
+from registry.lifecycle import RunStatus
+from registry.records import ErrorInfo
+from registry.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def reconcile(
+    store: Store,
+    dispatcher: Dispatcher,
+    outcomes: dict[tuple[str, int], JobOutcome],
+    now: datetime,
+) -> list[Event]:
+    """Runs an earlier planner left queued/running: re-attach, collect, or mark lost.
+
+    Fills ``outcomes`` with what is known of each and returns the events that settle them."""
+    active = [r for r in store.active_runs() if r.status is not RunStatus.RETRYING]
+    if not active:
+        return []
+    keys = {attempt_key(r.run_id, r.attempt): (r.run_id, r.attempt) for r in active}
+    found = dispatcher.reattach(keys)
+    events: list[Event] = []
+    for key, outcome in found.items():
+        run_id, attempt = keys[key]
+        if outcome is None:
+            outcome = JobOutcome(
+                status=RunStatus.FAILED,
+                start=now,
+                end=now,
+                worker="unknown",
+                error=ErrorInfo(
+                    type="RunLost",
+                    message="the planner stopped and the cluster no longer knows this attempt",
+                ),
+            )
+            outcomes[(run_id, attempt)] = outcome
+            events.append(RunFinished(run_id=run_id, status=RunStatus.FAILED, at=now))
+            log.warning("run %s attempt %d was lost while the planner was down", run_id, attempt)
+        else:
+            outcomes[(run_id, attempt)] = outcome
+            events.append(
+                RunFinished(
+                    run_id=run_id,
+                    status=outcome.status,
+                    at=outcome.end,
+                    duration_s=outcome.duration_s,
+                )
+            )
+    return events
