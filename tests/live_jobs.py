@@ -89,3 +89,17 @@ def linger(marker: str, release: str, ctx: Any, timeout: float = 60.0) -> str:
 def raise_huge(size: int) -> None:
     """Raise an exception whose message is ``size`` characters long."""
     raise RuntimeError("x" * size)
+
+
+def attempt_gate(markers: str, release: str, ctx: Any, timeout: float = 120.0) -> str:
+    """Write ``<markers>/attempt-<n>``, then wait until ``release`` exists or the attempt is
+    cancelled — polling inside the job, for planners that run in another process."""
+    from pathlib import Path
+
+    Path(markers, f"attempt-{ctx.attempt}").write_text("started")
+    waited = 0.0
+    while not Path(release).exists() and waited < timeout:
+        if ctx.cancelled.wait(0.05):
+            return "cancelled"
+        waited += 0.05
+    return "released"

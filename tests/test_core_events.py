@@ -299,17 +299,18 @@ def test_a_triggered_run_does_not_move_the_cron_schedule() -> None:
     assert [(s.kind, s.scheduled) for s in step.starts] == [(StartKind.FIRE, at(3))]
 
 
-def test_trigger_does_not_bypass_ancestors_force_does() -> None:
+def test_trigger_does_not_bypass_ancestors_force_does_and_never_waits_behind_one() -> None:
     reg = registry(proc("A", hold=True), proc("P", ancestors=["A"]))
     p = Planner(reg, now=at(0))
-    assert started(p.handle(at(0), trigger("P", at(0)))) == []
-    assert reasons_of(p, "P") == {"ancestors": "A (never succeeded)"}
-    step = p.handle(at(1), trigger("P", at(1), force=True))
-    # the first (unforced) request is still ahead of the forced one: it waits for A
-    assert started(step) == []
-    p = Planner(reg, now=at(0))
-    step = p.handle(at(1), trigger("P", at(1), force=True))
-    assert [(s.process, s.kind) for s in step.starts] == [("P", StartKind.TRIGGER)]
+    assert started(p.handle(at(0), trigger("P", at(0), request_id=1))) == []
+    # visible: what the pending trigger waits for
+    assert reasons_of(p, "P") == {
+        "ancestors": "triggered (#1), waiting for ancestors: A (never succeeded)"
+    }
+    step = p.handle(at(1), trigger("P", at(1), force=True, request_id=2))
+    # the forced request does not queue behind the unforced one, which keeps waiting for A
+    assert [(s.kind, s.request_id) for s in step.starts] == [(StartKind.TRIGGER, 2)]
+    assert [t.request_id for t in p.states["P"].triggers] == [1]
 
 
 def test_trigger_does_not_bypass_hold_or_capacity() -> None:
@@ -317,23 +318,41 @@ def test_trigger_does_not_bypass_hold_or_capacity() -> None:
     assert started(p.handle(at(0))) == ["B"]
     step = p.handle(at(0, 1), trigger("H", at(0, 1)), trigger("P", at(0, 1)))
     assert started(step) == []
-    assert reasons_of(p, "H") == {"hold": ""}
+    assert reasons_of(p, "H") == {"hold": "triggered (one), waiting for hold"}
     assert reasons_of(p, "P") == {"slots": "all 1 slots busy"}
 
 
-def test_trigger_of_a_due_process_is_an_extra_run() -> None:
+def test_trigger_of_a_due_process_is_satisfied_by_its_next_run() -> None:
     p = Planner(registry(proc("P")), now=at(0))
-    step = p.handle(at(0), trigger("P", at(0), params={"x": 1}))
-    assert [(s.kind, dict(s.params)) for s in step.starts] == [(StartKind.SINGLE, {})]
-    step = finish(p, "P", at(0, 5))
-    assert [(s.kind, dict(s.params)) for s in step.starts] == [(StartKind.TRIGGER, {"x": 1})]
+    step = p.handle(at(0), trigger("P", at(0), params={"x": 1}, request_id=7))
+    # the run the process would start anyway carries the trigger's params and request id
+    assert [(s.kind, dict(s.params), s.request_id) for s in step.starts] == [
+        (StartKind.SINGLE, {"x": 1}, 7)
+    ]
+    assert started(finish(p, "P", at(0, 5))) == []  # no extra run: the trigger is satisfied
+
+
+def test_a_trigger_is_never_starved_by_scheduled_runs() -> None:
+    """A cron process with an ancestor: its own fire consumes each fresh ancestor success, so a
+    trigger waiting "for an extra run" never got one; now the next run that starts carries it."""
+    reg = registry(proc("A", cron="0 * * * *"), proc("P", cron="0 * * * *", ancestors=["A"]))
+    p = Planner(reg, now=at(0))
+    p.handle(at(0, 30), trigger("P", at(0, 30), params={"why": "manual"}, request_id=3))
+    assert started(p.handle(at(1))) == ["A"]
+    step = finish(p, "A", at(1, 1))
+    assert [(s.process, s.request_id, dict(s.params)) for s in step.starts] == [
+        ("P", 3, {"why": "manual"})
+    ]
+    assert not p.states["P"].triggers
 
 
 def test_queued_triggers_run_one_after_the_other() -> None:
     p = Planner(registry(proc("P", cron="0 5 * * *"), slots=3), now=at(0))
     step = p.handle(at(0), trigger("P", at(0), request_id=1), trigger("P", at(0), request_id=2))
     assert [s.request_id for s in step.starts] == [1]
-    assert reasons_of(p, "P") == {"max_active": "1 of 1 running"}
+    assert reasons_of(p, "P") == {
+        "max_active": "triggered (#2), waiting for max_active: 1 of 1 running"
+    }
     assert [s.request_id for s in finish(p, "P", at(0, 5)).starts] == [2]
 
 

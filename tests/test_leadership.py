@@ -176,3 +176,64 @@ def test_three_planners_kill_the_holder_nothing_runs_twice_nothing_is_lost(
         roles = {p.pid: p.role for p in lease.planners}
         assert roles[second.pid] == roles[third.pid] == "stopped"
         assert roles[first.pid] == "leader"  # killed: it never said goodbye
+
+
+def test_a_paused_holder_cannot_write_when_it_wakes_up(tmp_path: Path) -> None:
+    """SIGSTOP the holder past its lease: a standby takes over (marking its run lost and
+    retrying it); when the old holder wakes up its writes are fenced off, and it stops with a
+    clear message instead of recording over the new holder's work."""
+    db = f"sqlite:///{tmp_path / 'planner.db'}"
+    markers, release = tmp_path / "markers", tmp_path / "release"
+    markers.mkdir()
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(
+        "processes:\n"
+        "  job:\n"
+        "    run: tests.live_jobs:attempt_gate\n"
+        f"    params: {{markers: '{markers}', release: '{release}'}}\n"
+        "    retries: 2\n"
+    )
+    args = ["--db", db, "run", str(registry), "--until-idle", "--lease-timeout", "2s"]
+    args += ["--local-threads", "--dashboard-address", ":0", "--page-port", "0"]
+
+    def start(name: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            _planner(*args),
+            cwd=REPO,
+            stdout=(tmp_path / f"{name}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    first = start("first")
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        wait_for(lambda: (markers / "attempt-1").exists(), 60, "attempt 1 to start")
+        os.kill(first.pid, signal.SIGSTOP)
+        second = start("second")
+        wait_for(lambda: (markers / "attempt-2").exists(), 60, "the standby to retry the run")
+        os.kill(first.pid, signal.SIGCONT)
+        assert first.wait(60) == 1
+        said = (tmp_path / "first.log").read_text()
+        assert "lost the lease" in said and "may no longer write" in said
+        with SqlStore(db) as store:
+            attempts = {a.attempt: a for a in store.history("job")}
+            assert attempts[1].status is RunStatus.FAILED
+            assert attempts[1].error is not None and attempts[1].error.type == "RunLost"
+            assert attempts[2].status is RunStatus.RUNNING  # untouched by the old holder
+        release.write_text("go")
+        assert second.wait(60) == 0, (tmp_path / "second.log").read_text()
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGCONT)
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(30)
+    with SqlStore(db) as store:
+        assert [
+            (a.attempt, a.status) for a in sorted(store.history("job"), key=lambda a: a.attempt)
+        ] == [
+            (1, RunStatus.FAILED),
+            (2, RunStatus.SUCCEEDED),
+        ]
+        assert store.active_runs() == []

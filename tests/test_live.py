@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from distributed import Client, LocalCluster
+from sqlalchemy import text
 
 from planner.live.dispatch import Dispatcher
 from planner.live.loop import LiveDriver, utcnow
@@ -217,3 +219,33 @@ processes:
     assert [a.status for a in attempts] == [RunStatus.FAILED, RunStatus.SUCCEEDED]
     assert attempts[0].error is not None
     assert attempts[0].error.type in ("KilledWorker", "FutureCancelledError", "CancelledError")
+
+
+def test_a_trigger_is_durable_across_planner_restarts(tmp_path: Path, client: Client) -> None:
+    """A trigger that waits (for its ancestor) survives a planner stop: the next planner still
+    has it, ``status`` shows it, and the run that finally starts carries its params and id."""
+    store = _store(
+        tmp_path,
+        """
+processes:
+  a: {run: workflows.jobs.demo:noop, hold: true}
+  p: {run: workflows.jobs.demo:sleep, ancestors: [a]}
+""",
+    )
+    params = {"seconds": 0.01}
+    request = store.add_request(RequestKind.TRIGGER, at=utcnow(), process="p", params=params)
+    first = _driver(store, client)
+    first.run(until_idle=True)
+    assert [r.id for r in store.pending_requests()] == [request]  # still pending, not dropped
+    assert "triggered (#" in str(first.core.states["p"].reasons)
+
+    store.update_process("a", {"hold": False})
+    second = _driver(store, client)  # a new planner: the trigger is still there
+    second.run(until_idle=True)
+    runs = {a.process: a for a in store.history()}
+    assert runs["p"].status is RunStatus.SUCCEEDED
+    assert store.pending_requests() == []
+    with store.engine.connect() as conn:
+        row = conn.execute(text("SELECT params, request_id FROM runs WHERE process = 'p'")).one()
+    assert row.request_id == request
+    assert (json.loads(row.params) if isinstance(row.params, str) else row.params) == params

@@ -293,8 +293,13 @@ class Planner(ProcessBook):
         else:
             params = dict(d.params)
             request_id = None
-            if r.kind is StartKind.TRIGGER and ps.triggers:
-                trigger = ps.triggers.popleft()
+            # the next run that starts satisfies a pending trigger, whatever started it: a
+            # trigger is never starved by the process's own scheduled runs
+            trigger = r.trigger if r.kind is StartKind.TRIGGER else None
+            if trigger is None and ps.triggers:
+                trigger = next((x for x in ps.triggers if not x.force), ps.triggers[0])
+            if trigger is not None and trigger in ps.triggers:
+                ps.triggers.remove(trigger)
                 params.update(trigger.params)
                 request_id = trigger.request_id
             scheduled = r.scheduled if r.kind is StartKind.TRIGGER else now

@@ -148,8 +148,12 @@ def evaluate(
                 own_gates.append(until)
         _not_before(ps, t, own, own_times, own_gates, tz)
         stale = ancestor_problems(ps, states) if d.ancestors else []
-        if ps.triggers and (own or (stale and ps.triggers[0].force)):
-            trigger = ps.triggers[0]
+        # the oldest trigger, or, when ancestors are stale, the oldest forced one: a forced
+        # trigger never waits behind an unforced one
+        pick = next((x for x in ps.triggers if x.force), None) if stale else None
+        pick = pick or (ps.triggers[0] if ps.triggers else None)
+        if pick is not None and (own or (stale and pick.force)):
+            trigger = pick
             kind, scheduled = StartKind.TRIGGER, trigger.at
         else:
             reasons += own
@@ -163,6 +167,12 @@ def evaluate(
     if ps.running >= d.max_active:
         reasons.append(Reason(Code.MAX_ACTIVE, f"{ps.running} of {d.max_active} running"))
         hard_block = True
+
+    if ps.triggers and reasons:  # visible: what a pending trigger waits for
+        first = reasons[0]
+        pending = ", ".join(f"#{x.request_id}" if x.request_id else "one" for x in ps.triggers)
+        note = f"triggered ({pending}), waiting for {first.code.value}"
+        reasons[0] = Reason(first.code, f"{note}: {first.detail}" if first.detail else note)
 
     future = [x for x in times if x > t]
     opens_at = None if hard_block else max(gates, default=t)

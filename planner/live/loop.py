@@ -81,6 +81,7 @@ class LiveDriver:
         self.leadership = leadership
         self.outage = Outage(db_outage_limit)
         self.unrecorded: Step | None = None  # a step the database has not taken yet (outage)
+        self.triggers_seen: set[int] = set()  # pending trigger requests given to the core
         self.dispatcher = dispatcher
         self.clock = clock
         self.poll_interval = poll_interval
@@ -286,8 +287,14 @@ class LiveDriver:
             events.append(RegistryChanged(registry=registry, applied_at=applied))
         requests = self.store.pending_requests()
         now = self.clock()
+        handled: list[int] = []
         for req in requests:
             if req.kind is RequestKind.TRIGGER and req.process:
+                # durable: it stays pending in the store until the run that satisfies it is
+                # recorded (same transaction), so a restarted planner picks it up again
+                if req.id in self.triggers_seen:
+                    continue
+                self.triggers_seen.add(req.id)
                 events.append(
                     TriggerRequested(
                         process=req.process,
@@ -297,14 +304,16 @@ class LiveDriver:
                         request_id=req.id,
                     )
                 )
-            elif req.kind is RequestKind.RESET and req.process:
+                continue
+            handled.append(req.id)
+            if req.kind is RequestKind.RESET and req.process:
                 events.append(ProcessReset(process=req.process, at=req.created))
             elif req.kind is RequestKind.CANCEL and req.run_id:
                 event = self._cancel(req.run_id, now)
                 if event is not None:
                     events.append(event)
-        if requests:
-            self.store.mark_handled([r.id for r in requests], at=now)
+        if handled:
+            self.store.mark_handled(handled, at=now)
         self.dispatcher.check_reattached()
         capacity = self.dispatcher.threads_and_resources()
         if capacity != self.capacity:
@@ -399,6 +408,8 @@ class LiveDriver:
                     params=start.params,
                     request_id=start.request_id,
                 )
+                if start.request_id is not None:  # the trigger it satisfies is handled now
+                    self.store.mark_handled([start.request_id], at=start.decided_at)
             else:
                 self.store.retry_run(start.run_id, attempt=start.attempt, queued=start.decided_at)
             spec = JobSpec.for_process(

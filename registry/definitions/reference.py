@@ -10,7 +10,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from registry.definitions.schema import ProcessSpec, Settings
+from registry.definitions.schema import (
+    INT_MAX,
+    INT_MIN,
+    NAME_MAX_LENGTH,
+    NAME_PATTERN,
+    ProcessSpec,
+    Settings,
+)
+from registry.definitions.yaml_source import MAX_ALIAS_NODES
 
 #: how each kind of value is written in YAML (the schema's Python types say less to a reader)
 _KINDS = {
@@ -87,6 +95,14 @@ def reference_markdown() -> str:
         "Durations: `90` (seconds), `90s`, `15m`, `6h`, `1d`, `1h30m`. Naive datetimes are in the "
         "registry's timezone. Keys starting with `x-` at the top level are ignored (a place for "
         "YAML anchors).",
+        "",
+        f"Limits: a process name matches `{NAME_PATTERN}` and has at most {NAME_MAX_LENGTH} "
+        "characters; integers (`priority`, `max_active`, `retries`, `max_runs`, `slots`, pool "
+        f"sizes) are 32-bit, {INT_MIN} to {INT_MAX}; `params` hold finite numbers only (no NaN "
+        f"or Infinity); aliases may add at most {MAX_ALIAS_NODES:,} nodes to a file once "
+        'expanded (a larger expansion, such as a "billion laughs" document, is refused with the '
+        "line of the alias that passed the limit). The same limits hold for `planner set` and "
+        "for rows written into the database with SQL.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -248,7 +248,7 @@ class ProcessFields(_Strict):
     """The process fields that ``defaults`` may also set."""
 
     params: Params = Field(default_factory=dict, description="keyword arguments of the callable")
-    priority: Int = Field(default=0, description="higher runs first (a 32-bit integer)")
+    priority: Int = Field(default=0, description="higher runs first")
     reserve: bool = Field(default=False, description="keep a slot free for it at its due time")
     not_before: NotBefore | None = Field(
         default=None,

@@ -36,10 +36,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, func, inspect, select
-from sqlalchemy.engine import make_url
 
 from registry.errors import NoDatabase, SchemaMismatch
-from registry.storage.engine import make_engine, write_transaction
+from registry.storage.engine import database_url, make_engine, write_transaction
 from registry.storage.tables import metadata
 
 #: where Alembic finds ``env.py`` and ``versions/``
@@ -165,7 +164,7 @@ def missing_sqlite_file(url: str) -> bool:
 
 
 def _missing_sqlite_file(url: str) -> bool:
-    parsed = make_url(url)
+    parsed = database_url(url)  # UnsupportedDatabase before anything else
     if parsed.get_backend_name() != "sqlite":
         return False
     database = parsed.database or ""

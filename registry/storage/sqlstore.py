@@ -385,8 +385,6 @@ class SqlStore:
         with self._read() as conn:
             return q.logged_decisions(conn, process, limit)
 
-    # -- helpers ------------------------------------------------------------------------------------
-
     # -- leadership -----------------------------------------------------------------------------
 
     def acquire_lease(self, instance: str, *, now: datetime, timeout: timedelta) -> int | None:
@@ -421,6 +419,9 @@ class SqlStore:
     def lease_state(self) -> LeaseState:
         with self._read() as conn:
             return leases.state(conn)
+
+
+# -- helpers ------------------------------------------------------------------------------------
 
 
 def _promoted(definition: ProcessDef) -> dict[str, Any]:

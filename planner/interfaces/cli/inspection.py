@@ -35,6 +35,7 @@ from planner.interfaces.terminal import (
     explanation_json,
     explanation_view,
     history_json,
+    iso,
     plan_json,
     plan_table,
     planners_json,
@@ -233,6 +234,11 @@ def status(env: Env, fmt: str) -> None:
     failures = [a for a in recent if a.status in FAILED][:20]
     active = store.active_runs()
     planners = planners_json(store.lease_state(), utcnow(), tz)
+    planners["triggers"] = [
+        {"request": r.id, "process": r.process, "force": r.force, "requested": iso(r.created, tz)}
+        for r in store.pending_requests()
+        if r.kind is RequestKind.TRIGGER
+    ]
     if fmt == "json":
         emit_json(status_json(registry, active, failures, tz, planners=planners))
     else:

@@ -79,6 +79,7 @@ def trigger(env: Env, process: str, params_text: str | None, force: bool) -> Non
     click.echo(
         f"request {request}: trigger {process!r}{forced}" + (f"; waits: {waits}" if waits else "")
     )
+    _warn_if_no_planner(store)
 
 
 @cli.command()
@@ -100,6 +101,7 @@ def cancel(env: Env, run_id: str) -> None:
         return
     request = store.add_request(RequestKind.CANCEL, at=utcnow(), process=process, run_id=run_id)
     click.echo(f"request {request}: cancel {run_id!r} of {process!r}")
+    _warn_if_no_planner(store)
 
 
 @cli.command()
@@ -148,6 +150,7 @@ def reset(env: Env, process: str) -> None:
     store.reset(process, at=now)
     request = store.add_request(RequestKind.RESET, at=now, process=process)
     click.echo(f"reset {process!r} (request {request})")
+    _warn_if_no_planner(store)
 
 
 @cli.command(name="set")
@@ -170,3 +173,15 @@ def set_fields(env: Env, process: str, assignments: Sequence[str]) -> None:
     definition = env.store().update_process(process, changes)
     for key in changes:
         click.echo(f"{process}.{key}: {value_text(getattr(definition, key))}")
+
+
+def _warn_if_no_planner(store: Store) -> None:
+    """Requests wait for a planner: say so when none holds a live lease."""
+    lease = store.lease_state()
+    now = utcnow()
+    if lease.holder is None or lease.expires_at is None or lease.expires_at <= now:
+        click.echo(
+            "note: no planner is running on this database; the request waits for the next "
+            "`planner run`",
+            err=True,
+        )

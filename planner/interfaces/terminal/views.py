@@ -318,4 +318,12 @@ def _planner_lines(planners: dict[str, Any], runs_in_flight: bool) -> list[Rende
             )
     standbys = ", ".join(f"{s['host']}:{s['pid']}" for s in planners["standbys"]) or "-"
     out.append(Text(f"standbys: {standbys}"))
+    for trigger in planners.get("triggers", []):
+        forced = ", forced" if trigger["force"] else ""
+        out.append(
+            Text(
+                f"pending trigger #{trigger['request']}: {trigger['process']} "
+                f"(requested {trigger['requested']}{forced}): `planner explain` says why it waits"
+            )
+        )
     return out
