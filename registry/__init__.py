@@ -12,5 +12,6 @@
 =======================  ======================================================================
 
 ``definitions`` and ``storage`` import the shared modules and nothing of ``planner``; storage
-uses the YAML side's validation (``revise``) for ``planner set``, never the reverse.
+uses the YAML side's validation for ``planner set`` (``revise``) and for the rows it loads
+(``definitions.stored``), never the reverse.
 """

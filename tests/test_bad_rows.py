@@ -66,27 +66,27 @@ def plan(url: str) -> dict[str, list[dict[str, str]]]:
 
 
 def test_a_process_removed_and_added_again_continues_its_run_numbering() -> None:
-    p = Planner(registry(proc("x"), proc("y")), now=at(0))
+    p = Planner(registry(proc("x"), proc("y"), slots=2), now=at(0))
     assert started(p.handle(at(0))) == ["x", "y"]
     finish(p, "x", at(0, 1))
-    p.handle(at(0, 2), RegistryChanged(registry=registry(proc("y"))))
-    step = p.handle(at(0, 3), RegistryChanged(registry=registry(proc("x"), proc("y"))))
+    p.handle(at(0, 2), RegistryChanged(registry=registry(proc("y"), slots=2)))
+    step = p.handle(at(0, 3), RegistryChanged(registry=registry(proc("x"), proc("y"), slots=2)))
     assert [s.run_id for s in step.starts] == ["x-2"]  # not x-1 again
 
 
 def test_run_numbering_survives_removal_a_restart_and_re_adding(sqlite_url: str) -> None:
     """The case that killed the planner: "run 'x-1': cannot go from 'succeeded' to 'queued'"."""
     with SqlStore(sqlite_url) as store:
-        store.apply(registry(proc("x"), proc("y")), now=at(0))
+        store.apply(registry(proc("x"), proc("y"), slots=2), now=at(0))
         p = Planner(store.load_registry()[0], now=at(0), histories=store.load_histories())
         [start, _] = p.handle(at(0)).starts
         store.create_run(run_id=start.run_id, process="x", scheduled=at(0), queued=at(0), params={})
         store.finish_attempt(start.run_id, 1, status=RunStatus.SUCCEEDED, end=at(0, 1))
         p.handle(at(0, 1), RunFinished(run_id="x-1", status=RunStatus.SUCCEEDED, at=at(0, 1)))
-        store.apply(registry(proc("y")), now=at(0, 2))
+        store.apply(registry(proc("y"), slots=2), now=at(0, 2))
         # a planner started while x is out of the registry knows x only from its history
         p = Planner(store.load_registry()[0], now=at(0, 3), histories=store.load_histories())
-        store.apply(registry(proc("x"), proc("y")), now=at(0, 4))
+        store.apply(registry(proc("x"), proc("y"), slots=2), now=at(0, 4))
         reg, applied = store.load_registry()
         step = p.handle(at(0, 4), RegistryChanged(registry=reg, applied_at=applied))
         [again] = [s for s in step.starts if s.process == "x"]
@@ -242,4 +242,43 @@ def test_a_process_turning_invalid_keeps_its_run_accounted_and_blocks_its_descen
     assert reasons_of(p, "b") == {"ancestors": "a (invalid)"}
     finish(p, "c", at(0, 3))
     step = p.handle(at(0, 4), RegistryChanged(registry=good))  # repaired
-    assert started(step) == ["a"] and [s.run_id for s in step.starts] == ["a-2"]
+    # a's success while it was invalid counts: b has a fresh ancestor, a single a is done
+    assert started(step) == ["b"]
+    assert reasons_of(p, "a") == {"done": "single process already succeeded"}
+
+
+# -- the live driver: hot changes while it runs -------------------------------------------------
+
+
+@pytest.mark.integration
+def test_the_live_planner_survives_removal_re_adding_and_a_bad_row(tmp_path: Path) -> None:
+    from distributed import Client, LocalCluster
+
+    from planner.live.dispatch import Dispatcher
+    from planner.live.loop import LiveDriver, utcnow
+
+    both = tmp_path / "both.yaml"
+    both.write_text(
+        "processes:\n  x: {run: workflows.jobs.demo:noop}\n  y: {run: workflows.jobs.demo:noop}\n"
+    )
+    only_y = tmp_path / "y.yaml"
+    only_y.write_text("processes:\n  y: {run: workflows.jobs.demo:noop}\n")
+    with (
+        LocalCluster(
+            processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+        SqlStore(f"sqlite:///{tmp_path}/planner.db") as store,
+    ):
+        store.apply(load_files([both]), now=utcnow())
+        driver = LiveDriver(store, Dispatcher(client, remote=False), poll_interval=0.05)
+        driver.run(until_idle=True)
+        store.apply(load_files([only_y]), now=utcnow())
+        driver.run(until_idle=True)  # x leaves the registry
+        store.apply(load_files([both]), now=utcnow())  # x is back ...
+        sql(store, "UPDATE processes SET max_active = 0 WHERE name = 'y'")  # ... y is broken
+        summary = driver.run(until_idle=True)
+        assert summary.statuses["succeeded"] == 3
+        runs = sorted((a.run_id, a.status.value) for a in store.history())
+        assert runs == [("x-1", "succeeded"), ("x-2", "succeeded"), ("y-1", "succeeded")]
+        assert driver.core.states["y"].reasons[0].code.value == "invalid"

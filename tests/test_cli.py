@@ -456,7 +456,10 @@ def test_cancel(url: str, store: SqlStore) -> None:
     )
     # moot, not an error: the run is already where a cancel would take it
     moot = ok(invoke(url, "cancel", "extract-1")).stdout
-    assert moot.strip() == "run 'extract-1' of 'extract' has already ended (succeeded): nothing to cancel"
+    assert (
+        moot.strip()
+        == "run 'extract-1' of 'extract' has already ended (succeeded): nothing to cancel"
+    )
     assert "already pending" in ok(invoke(url, "cancel", "load-1")).stdout
     assert "no run with id 'nope-9'" in user_error(invoke(url, "cancel", "nope-9")).stderr
     assert len(store.pending_requests()) == 1

@@ -175,7 +175,6 @@ def test_three_planners_kill_the_holder_nothing_runs_twice_nothing_is_lost(
         assert lease.holder is None  # the last planner released it
         roles = {p.pid: p.role for p in lease.planners}
         assert roles[second.pid] == roles[third.pid] == "stopped"
-        assert roles[first.pid] == "leader"  # killed: it never said goodbye
 
 
 def test_a_paused_holder_cannot_write_when_it_wakes_up(tmp_path: Path) -> None:

@@ -28,12 +28,14 @@ import dataclasses
 import logging
 import queue
 import threading
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from distributed import Client, Future, fire_and_forget, get_worker
 
+from planner.live import once
 from planner.live.worker import JobOutcome, JobSpec, cancel_attempt, execute
 from registry.lifecycle import RunStatus
 from registry.records import ErrorInfo
@@ -57,8 +59,15 @@ def _log(msg: dict[str, Any], worker: Any = None) -> None:
     worker.log_event(TOPIC, msg)  # thread-safe
 
 
-def run_attempt(spec: JobSpec, key: str) -> JobOutcome:
-    """The task Dask runs for one attempt, on the worker: report the start, execute, report."""
+def run_attempt(spec: JobSpec, key: str, token: str | None = None) -> JobOutcome:
+    """The task Dask runs for one attempt, on the worker: claim it, report the start, execute,
+    report. A second execution of the same attempt (Dask re-running it) raises at the claim."""
+    try:
+        claimer: Any = get_worker()
+    except ValueError:  # not on a worker (tests calling run_attempt directly)
+        claimer = None
+    if claimer is not None and not once.claim(claimer, token or key):
+        raise once.AttemptAlreadyRan(f"attempt {key} already ran (its worker died); not run again")
     _log(
         {
             "event": "started",
@@ -149,6 +158,7 @@ class Dispatcher:
         self.overdue: set[str] = set()  # keys of callables past their timeout, still running
         self.cancelling: dict[str, str] = {}  # key -> reason, for keys asked to cancel
         client.subscribe_topic(TOPIC, self._on_event)
+        once.install(client)
 
     # Dask's thread ------------------------------------------------------------------------------
 
@@ -179,10 +189,12 @@ class Dispatcher:
 
     def submit(self, spec: JobSpec, *, resources: Mapping[str, float] | None = None) -> str:
         key = attempt_key(spec.run_id, spec.attempt)
+        token = f"{key}/{uuid.uuid4().hex}"  # this submission; a Dask re-run repeats it
         future = self.client.submit(
             run_attempt,
             spec,
             key,
+            token,
             key=key,
             pure=False,
             retries=0,
@@ -241,7 +253,7 @@ class Dispatcher:
         msg = self.finished.pop(key, None)
         reason = self.cancelling.get(key)
         self._forget(key)
-        if msg is not None and (done.future.status == "finished" or not done.future.done()):
+        if msg is not None:  # what the (first) execution reported, even if Dask re-ran it
             return outcome_from_message(msg)
         if reason is not None and done.future.status == "cancelled":  # dropped before it started
             now = datetime.now(UTC)

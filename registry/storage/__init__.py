@@ -13,6 +13,8 @@
 ``migrations``          the Alembic environment and one script per revision
 =====================  ========================================================================
 
-May import: ``registry.model``, ``records``, ``lifecycle``, ``errors``, and the loader's
-``revise`` (the same validation for ``planner set`` as for YAML). Never ``planner``.
+May import: ``registry.model``, ``records``, ``lifecycle``, ``errors``, the loader's ``revise``
+(the same validation for ``planner set`` as for YAML) and ``registry.definitions.stored`` (the
+same validation for the rows it loads, which operators may have edited with SQL). Never
+``planner``.
 """

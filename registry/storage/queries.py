@@ -133,12 +133,11 @@ def load_registry(conn: Connection) -> tuple[RegistryDef, dict[str, datetime]]:
         if row.error is not None:
             fields[row.name] = row.error
             continue
+        document = row.effective_document() if isinstance(row.document, dict) else row.document
         try:
-            fields[row.name] = stored_fields(row.document)
-        except ValueError as exc:
+            fields[row.name] = stored_fields(document)
+        except ValueError as exc:  # not a JSON object
             fields[row.name] = str(exc)
-        else:
-            fields[row.name] = stored_fields(row.effective_document())
     registry = validate_stored(
         settings_doc if settings_error is None else settings_error,
         fields,
