@@ -208,6 +208,8 @@ def test_a_paused_holder_cannot_write_when_it_wakes_up(tmp_path: Path) -> None:
     second: subprocess.Popen[bytes] | None = None
     try:
         wait_for(lambda: (markers / "attempt-1").exists(), 60, "attempt 1 to start")
+        # pause it between writes: a process stopped inside a SQLite write keeps the file locked
+        wait_for(lambda: _attempt_running(db), 30, "attempt 1 recorded as running")
         os.kill(first.pid, signal.SIGSTOP)
         second = start("second")
         wait_for(lambda: (markers / "attempt-2").exists(), 60, "the standby to retry the run")
@@ -236,3 +238,8 @@ def test_a_paused_holder_cannot_write_when_it_wakes_up(tmp_path: Path) -> None:
             (2, RunStatus.SUCCEEDED),
         ]
         assert store.active_runs() == []
+
+
+def _attempt_running(db: str) -> bool:
+    with SqlStore(db) as store:
+        return any(r.status is RunStatus.RUNNING for r in store.active_runs())

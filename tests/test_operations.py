@@ -61,7 +61,7 @@ processes:
         wait_for(
             lambda: (
                 store.load_registry()[0].processes["held"].hold
-                and any(d.process == "held" for d in store.decisions("held"))
+                and any(code == "hold" for d in store.decisions("held") for code, _ in d.reasons)
             ),
             30,
             "the hold to be seen",

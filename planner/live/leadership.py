@@ -13,7 +13,9 @@
   ``timeout``) the next write raises ``LeaseLost`` and this planner stops: it can no longer
   record anything, so it must not start anything either.
 - ``release(now)``: a clean stop gives the lease up, so a standby takes over at once, and
-  records this planner as stopped (``planner status``: "last planner seen …").
+  records this planner as stopped (``planner status``: "last planner seen …"). With the database
+  away (a planner giving up past ``--db-outage-limit``) that is skipped with a warning: the lease
+  then expires, and a standby takes over after its timeout.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from planner.live.outage import describe, is_outage
 from registry.errors import LeaseLost
 from registry.records import LeaseState
 from registry.storage.store import Store
@@ -124,6 +127,10 @@ class Leadership:
             self._seen("stopped", now)
         except LeaseLost:
             pass  # someone else holds it already: nothing of ours to give up
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning("could not release the lease (%s); it expires on its own", describe(exc))
         finally:
             self.fence = None
 

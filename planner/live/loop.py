@@ -32,7 +32,7 @@ from planner.core.events import (
 from planner.core.planner import Planner
 from planner.live.dispatch import Dispatcher, Done, Started
 from planner.live.leadership import Leadership
-from planner.live.outage import DEFAULT_LIMIT, Outage, is_outage
+from planner.live.outage import DEFAULT_LIMIT, Outage, describe, is_outage
 from planner.live.restart import reconcile
 from planner.live.worker import JobOutcome, JobSpec, run_hook
 from registry.lifecycle import RunStatus
@@ -124,7 +124,9 @@ class LiveDriver:
             events += self._collect(now)
             # a database outage: completions wait in ``events``; nothing new is decided or
             # started until the step that could not be recorded has been
-            if self.unrecorded is not None and not self._record(self.unrecorded):
+            if self.unrecorded is not None and (
+                not self.outage.due() or not self._record(self.unrecorded)
+            ):
                 self._wait_for_database()
                 continue
             polled = time.monotonic() >= self._next_poll
@@ -137,6 +139,7 @@ class LiveDriver:
                     self.outage.failed(exc)
                     self._wait_for_database()
                     continue
+                self.outage.recovered()
             with self.lock:
                 step = self.core.handle(now, *events)
             events = []
@@ -159,6 +162,7 @@ class LiveDriver:
 
     def _record(self, step: Step) -> bool:
         """Carry out ``step``; on a database outage keep it (and its outcomes) for a retry."""
+        writes = bool(step.settled or step.starts or self.started_writes)  # else: no store call
         saved = (dict(self.outcomes), list(self.started_writes), dict(self.deadlines))
         counts = (self.summary.started, Counter(self.summary.statuses), len(self.summary.runs))
         self.unrecorded = step
@@ -174,7 +178,8 @@ class LiveDriver:
             self.outage.failed(exc)
             return False
         self.unrecorded = None
-        self.outage.recovered()
+        if writes:  # only a store call that succeeded says the database is back
+            self.outage.recovered()
         return True
 
     def _wait_for_database(self) -> None:
@@ -187,7 +192,7 @@ class LiveDriver:
         except Exception as exc:
             if not is_outage(exc):
                 raise
-            log.warning("could not write to the database while stopping: %s", exc)
+            log.warning("could not write to the database while stopping: %s", describe(exc))
 
     def shutdown(self, *, cancel: bool, record: bool = True, grace: float = 10.0) -> None:
         """A clean stop. ``cancel`` (in-process cluster): stop the work in flight on the

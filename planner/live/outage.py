@@ -77,13 +77,13 @@ class Outage:
         if self.since is None:
             self.since, self.delay, self.failures = now, self.first_delay, 0
             log.warning(
-                "database unreachable (%s); retrying, starting nothing meanwhile", _short(exc)
+                "database unreachable (%s); retrying, starting nothing meanwhile", describe(exc)
             )
         self.failures += 1
         if now - self.since >= self.limit:
             raise DatabaseUnavailable(
                 f"the database has been unreachable for {now - self.since:.0f}s, past the "
-                f"--db-outage-limit of {self.limit:g}s (last error: {_short(exc)}); giving up. "
+                f"--db-outage-limit of {self.limit:g}s (last error: {describe(exc)}); giving up. "
                 "Work on a remote cluster keeps running for the next planner."
             ) from exc
         self.retry_at = now + self.delay
@@ -100,6 +100,7 @@ class Outage:
         self.delay = self.first_delay
 
 
-def _short(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """The first line of a database error, for one-line messages."""
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__

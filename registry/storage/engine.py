@@ -11,7 +11,8 @@ let SQLAlchemy fail on a missing driver:
   restart.
 - ``sqlite:///PATH`` (``sqlite+pysqlite``), Python's own driver.
 - SQLite files run in WAL mode (readers never block the writer, nor the writer them), with foreign
-  keys on and a busy timeout. The sqlite3 module's own transaction handling is switched off:
+  keys on and a busy timeout (``SQLITE_BUSY_TIMEOUT_S``, or ``PLANNER_SQLITE_BUSY_TIMEOUT`` seconds
+  from the environment). The sqlite3 module's own transaction handling is switched off:
   ``begin`` emits ``BEGIN IMMEDIATE`` on a connection opened by ``write_transaction``, so a writer
   takes the write lock up front (waiting up to the busy timeout) instead of failing with
   ``SQLITE_BUSY`` when a read inside it would have to upgrade after another process committed, and
@@ -20,6 +21,8 @@ let SQLAlchemy fail on a missing driver:
 
 from __future__ import annotations
 
+import functools
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -30,10 +33,28 @@ from sqlalchemy import URL, Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from registry.errors import UnsupportedDatabase
+from registry.errors import PlannerError, UnsupportedDatabase
 
 #: seconds a SQLite writer waits for another process's write lock before giving up
 SQLITE_BUSY_TIMEOUT_S = 30.0
+#: environment variable that overrides it (seconds; e.g. shorter in tests of a held lock)
+SQLITE_BUSY_TIMEOUT_ENV = "PLANNER_SQLITE_BUSY_TIMEOUT"
+
+
+def sqlite_busy_timeout_s() -> float:
+    """The SQLite busy timeout: ``PLANNER_SQLITE_BUSY_TIMEOUT`` seconds if set, else 30."""
+    raw = os.environ.get(SQLITE_BUSY_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return SQLITE_BUSY_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise PlannerError(
+            f"{SQLITE_BUSY_TIMEOUT_ENV}={raw!r}: expected a positive number of seconds"
+        )
+    return value
 
 
 _POSTGRESQL = ("postgresql", "postgresql+psycopg", "postgres", "postgres+psycopg")
@@ -61,8 +82,9 @@ def make_engine(url: str) -> Engine:
     parsed = database_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed, pool_pre_ping=True)
-    engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
-    event.listen(engine, "connect", _sqlite_connect)
+    busy = sqlite_busy_timeout_s()
+    engine = create_engine(parsed, connect_args={"timeout": busy})
+    event.listen(engine, "connect", functools.partial(_sqlite_connect, busy))
     event.listen(engine, "begin", _sqlite_begin)
     return engine
 
@@ -105,14 +127,14 @@ def _sqlite_pragma(conn: Connection, pragma: str) -> None:
         cursor.close()
 
 
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(busy: float, dbapi_connection: Any, _record: Any) -> None:
     # Take transaction control from the sqlite3 module, which would otherwise start deferred
     # transactions on its own; ``_sqlite_begin`` emits BEGIN itself.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-        _wal(cursor)
+        cursor.execute(f"PRAGMA busy_timeout={max(int(busy * 1000), 1)}")
+        _wal(cursor, busy)
         cursor.execute("PRAGMA foreign_keys=ON")
         # In WAL mode NORMAL syncs at checkpoints, not at every commit: a committed transaction
         # survives a crash of the planner process (the OS has it); only a power loss can take
@@ -122,7 +144,7 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def _wal(cursor: Any) -> None:
+def _wal(cursor: Any, busy: float) -> None:
     """Switch the file to WAL mode (once per file; it persists).
 
     Changing the journal mode needs the file to itself: when several processes open a new
@@ -130,7 +152,7 @@ def _wal(cursor: Any) -> None:
     waiting, so the switch is retried with a short backoff up to the busy timeout."""
     if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
         return
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    deadline = time.monotonic() + busy
     delay = 0.005
     while True:
         try:
