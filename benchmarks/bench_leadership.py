@@ -18,6 +18,7 @@ Run: ``python -m benchmarks.bench_leadership [--trials 20] [--runs 10000] [--cha
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import random
@@ -96,10 +97,8 @@ def _holder_pid(store: SqlStore) -> int | None:
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait(30)
 
 
@@ -111,27 +110,33 @@ def takeover_times(trials: int, lease_timeout: float, tmp: Path) -> list[float]:
         db = f"sqlite:///{tmp / f'takeover-{trial}.db'}"
         args = ["--db", db, "run", str(registry), "--lease-timeout", f"{lease_timeout}s"]
         args += ["--local-threads", "--dashboard-address", ":0", "--page-port", "0"]
-        holder = _start(args, tmp / "takeover.log")
-        standby: subprocess.Popen[bytes] | None = None
-        try:
-            store = _until(lambda db=db: _open(db), 60, "the database")
-            _until(lambda: _holder_pid(store) == holder.pid, 60, "the holder to lead")
-            standby = _start(args, tmp / "takeover.log")
-            _until(
-                lambda: any(p.role == "standby" for p in store.lease_state().planners),
-                60,
-                "the standby",
-            )
-            os.kill(holder.pid, signal.SIGKILL)
-            killed = time.monotonic()
-            _until(lambda: _holder_pid(store) == standby.pid, 120, "the takeover")
-            times.append(time.monotonic() - killed)
-            store.close()
-        finally:
-            _kill(holder)
-            if standby is not None:
-                _kill(standby)
+        times.append(_one_takeover(db, args, tmp))
     return times
+
+
+def _one_takeover(db: str, args: list[str], tmp: Path) -> float:
+    holder = _start(args, tmp / "takeover.log")
+    standby: subprocess.Popen[bytes] | None = None
+    try:
+        store = _until(lambda: _open(db), 60, "the database")
+        _until(lambda: _holder_pid(store) == holder.pid, 60, "the holder to lead")
+        standby = _start(args, tmp / "takeover.log")
+        _until(
+            lambda: any(p.role == "standby" for p in store.lease_state().planners),
+            60,
+            "the standby",
+        )
+        os.kill(holder.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        new = standby.pid
+        _until(lambda: _holder_pid(store) == new, 120, "the takeover")
+        took = time.monotonic() - killed
+        store.close()
+        return took
+    finally:
+        _kill(holder)
+        if standby is not None:
+            _kill(standby)
 
 
 def _open(url: str) -> SqlStore | None:
