@@ -48,9 +48,16 @@ def _registry(tmp_path: Path, names: list[str], retries: int = 1) -> Path:
     return path
 
 
-def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def _start(
+    args: list[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        args, cwd=REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+        args,
+        cwd=REPO,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=env,
     )
 
 
@@ -114,6 +121,8 @@ def dask_cluster(tmp_path: Path) -> Iterator[str]:
                 str(scheduler_file),
             ],
             tmp_path / "scheduler.log",
+            # a worker's death fails its attempt; the planner refuses a scheduler that re-runs
+            env={**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"},
         )
     ]
     try:

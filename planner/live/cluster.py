@@ -2,7 +2,16 @@
 
 We never manage clusters ourselves: anything Dask runs on (dask-jobqueue, Kubernetes, a
 ``dask scheduler`` you started) is reached with ``--scheduler ADDRESS``. TLS and other connection
-settings come from Dask's own configuration (``distributed.comm.tls.*``), which ``Client`` reads.
+settings come from Dask's own configuration (``distributed.comm.tls.*``), which ``Client`` reads
+(a ``tls://`` address with ``distributed.comm.tls.ca-file`` and ``.client.cert``/``.client.key``).
+A remote scheduler that would re-run an attempt after a worker death on its own
+(``distributed.scheduler.allowed-failures`` above 0, Dask's default is 3) is refused with
+``ClusterMisconfigured`` unless ``allow_reruns`` (``planner run --allow-reruns``) says to go on.
+
+The in-process cluster is ours alone. Its worker processes reach the scheduler over loopback
+TCP, where any local user's Dask client could connect and run code as us; so it speaks TLS with a
+throwaway certificate (``Security.temporary()``: in memory, only our client and workers have it).
+With ``processes=False`` it uses Dask's ``inproc://`` transport, reachable from this process only.
 
 An in-process cluster's work ends with the planner: before it closes, every attempt on it is
 cancelled (commands killed, ``ctx.cancelled`` set); if the planner dies instead, its worker
@@ -13,14 +22,23 @@ A remote cluster's work survives the planner.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import dask
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, Security
 
 from planner.live.worker import cancel_all_attempts
+from registry.errors import PlannerError
+
+log = logging.getLogger(__name__)
+
+
+class ClusterMisconfigured(PlannerError, RuntimeError):
+    """The remote scheduler cannot be reached as configured, or is set up in a way the planner
+    cannot run on safely (exit 1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +55,57 @@ class Connection:
 # A worker dying mid-job must become a failed attempt that the planner retries by its own policy,
 # never a silent rerun by the scheduler (that could run an attempt twice).
 PLANNER_DASK_CONFIG = {"distributed.scheduler.allowed-failures": 0}
+RERUNS_FIX = (
+    "set it to 0 where the scheduler starts: DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0 in"
+    " its environment, or `distributed: {scheduler: {allowed-failures: 0}}` in its Dask config"
+)
+
+
+def check_reruns(
+    client: Client, *, allow_reruns: bool = False, say: Callable[[str], None] | None = None
+) -> None:
+    """Refuse a scheduler that re-runs the attempts of a dead worker by itself (see module doc)."""
+    address = client.scheduler.address if client.scheduler is not None else "?"
+    try:
+        allowed = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures)
+    except Exception as exc:
+        problem = f"could not read distributed.scheduler.allowed-failures from {address}: {exc}"
+    else:
+        if not allowed:
+            return
+        problem = (
+            f"the scheduler at {address} has distributed.scheduler.allowed-failures = {allowed}"
+            f" (Dask's default is 3): when a worker dies mid-attempt, Dask starts the attempt"
+            f" again by itself, outside the planner's retry policy"
+        )
+    if not allow_reruns:
+        raise ClusterMisconfigured(f"{problem}; {RERUNS_FIX}; or pass --allow-reruns to go on")
+    (say or log.warning)(
+        f"warning: {problem}; going on (--allow-reruns): such a re-run is not executed, it fails"
+        " the attempt (AttemptAlreadyRan), retried by policy"
+    )
+
+
+TLS_SETTINGS = (
+    "a tls:// scheduler needs Dask's TLS settings: distributed.comm.tls.ca-file,"
+    " distributed.comm.tls.client.cert and .client.key (e.g. DASK_DISTRIBUTED__COMM__TLS__CA_FILE,"
+    " DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT and DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY)"
+)
+
+
+def _remote_client(address: str) -> Client:
+    try:
+        return Client(address)
+    except (OSError, TypeError, ValueError) as exc:  # unreachable, refused, TLS not configured
+        hint = (
+            TLS_SETTINGS
+            if address.startswith("tls://")
+            else "is the address right? a TLS scheduler needs tls://"
+        )
+        raise ClusterMisconfigured(
+            f"cannot connect to the Dask scheduler at {address}: {type(exc).__name__}: {exc}"
+            f" ({hint})"
+        ) from exc
 
 
 @contextmanager
@@ -47,12 +116,17 @@ def connect(
     n_workers: int | None = None,
     threads_per_worker: int | None = None,
     dashboard_address: str = "127.0.0.1:8787",
+    allow_reruns: bool = False,
+    say: Callable[[str], None] | None = None,
 ) -> Iterator[Connection]:
-    """Yield a connection; an in-process cluster is closed on exit, a remote one is left alone."""
+    """Yield a connection; an in-process cluster is closed on exit, a remote one is left alone.
+
+    ``allow_reruns`` and ``say`` (where a warning goes) only matter for a remote scheduler."""
     with dask.config.set(PLANNER_DASK_CONFIG):
         if scheduler:
-            client = Client(scheduler)
+            client = _remote_client(scheduler)
             try:
+                check_reruns(client, allow_reruns=allow_reruns, say=say)
                 yield Connection(client=client, remote=True, dashboard=client.dashboard_link)
             finally:
                 client.close()
@@ -62,8 +136,8 @@ def connect(
             n_workers=n_workers,
             threads_per_worker=threads_per_worker,
             dashboard_address=dashboard_address,
-            # worker processes talk TCP on loopback; threads in one process use Dask's inproc
-            **({"host": "127.0.0.1"} if processes else {}),
+            # worker processes talk TLS on loopback; threads in one process use Dask's inproc
+            **({"host": "127.0.0.1", "security": Security.temporary()} if processes else {}),
         )
         client = Client(cluster)
         try:

@@ -170,6 +170,9 @@ class Dispatcher:
         elif isinstance(msg, dict) and msg.get("event") == "overdue":
             self.overdue.add(msg["key"])
         elif isinstance(msg, dict) and msg.get("event") == "started":
+            if msg["key"] in self.started:  # a re-run or a replayed event: the first start stands
+                log.warning("attempt %s reported started again (ignored)", msg["key"])
+                return
             self.started.add(msg["key"])
             self.inbox.put(
                 Started(

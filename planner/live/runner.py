@@ -50,12 +50,14 @@ def run_planner(
     lease_timeout: timedelta = DEFAULT_TIMEOUT,
     db_outage_limit: timedelta = DEFAULT_LIMIT,
     say: Callable[[str], None] | None = None,
+    allow_reruns: bool = False,
 ) -> Summary:
     """Stand by, then plan and execute on Dask until told to stop; returns what was done.
 
     ``on_ready(driver, connection)`` runs once the driver exists (to print addresses, serve the
     page, show a live display); it may return a function called when the run ends. ``say``
-    receives the standby's messages (whom it waits for)."""
+    receives the standby's messages (whom it waits for) and warnings about the cluster;
+    ``allow_reruns`` accepts a remote scheduler that re-runs attempts (``planner.live.cluster``)."""
     stop = threading.Event()
     driver: LiveDriver | None = None
     interrupted = False
@@ -82,6 +84,8 @@ def run_planner(
                 processes=processes,
                 n_workers=n_workers,
                 dashboard_address=dashboard_address,
+                allow_reruns=allow_reruns,
+                say=say,
             ) as conn:
                 dispatcher = Dispatcher(conn.client, remote=conn.remote)
                 driver = LiveDriver(

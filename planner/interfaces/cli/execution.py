@@ -58,6 +58,11 @@ __all__ = ["run"]
     help="Port of the planner page when it cannot live in the Dask dashboard (remote scheduler).",
 )
 @click.option(
+    "--allow-reruns",
+    is_flag=True,
+    help="Accept a scheduler whose distributed.scheduler.allowed-failures is not 0 (warns).",
+)
+@click.option(
     "--lease-timeout",
     type=DURATION,
     default="15s",
@@ -83,6 +88,7 @@ def run(
     workers: int | None,
     dashboard_address: str,
     page_port: int,
+    allow_reruns: bool,
     lease_timeout: timedelta,
     db_outage_limit: timedelta,
 ) -> None:
@@ -126,6 +132,7 @@ def run(
             lease_timeout=lease_timeout,
             db_outage_limit=db_outage_limit,
             say=lambda message: click.echo(message, err=True),
+            allow_reruns=allow_reruns,
         )
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
