@@ -240,10 +240,12 @@ def test_an_empty_db_option_does_not_fall_back_to_planner_db(
 
 
 @pytest.mark.postgres
-def test_postgres_scheme_is_an_alias_of_postgresql(applied: str) -> None:
-    if not applied.startswith("postgresql"):
-        pytest.skip("a PostgreSQL URL is needed")
-    alias = "postgres" + applied[len("postgresql+psycopg") :]
+def test_postgres_scheme_is_an_alias_of_postgresql(pg_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "small.yaml"
+    path.write_text(SMALL)
+    with SqlStore(pg_url) as store:
+        store.apply(load_files([path]), now=T)
+    alias = "postgres" + pg_url[len("postgresql+psycopg") :]
     assert ok(invoke(alias, "status")).stdout.startswith("2 processes")
 
 
