@@ -9,6 +9,8 @@
 ``outage``    riding out a database that goes away, up to ``--db-outage-limit``;
 ``runner``    ``planner run`` end to end: stand by, connect, drive, stop cleanly;
 ``snapshot``  a JSON-able picture of the running planner for pages;
+``restart``   re-attaching (or marking lost) what an earlier planner left in flight;
+``once``      at most one execution per attempt, whatever Dask re-runs;
 ``worker``    what runs on a Dask worker for one attempt (callables, commands, hooks).
 
 May import: ``planner.core``, ``registry`` (domain and storage), dask/distributed. Never
