@@ -96,8 +96,6 @@ class Leadership:
                     return True
                 state = self.store.lease_state()
                 self._seen("standby", now)
-            except LeaseLost:
-                raise
             except Exception as exc:  # the database is away: a standby just keeps waiting
                 log.warning("standby: cannot reach the database (%s); retrying", exc)
                 stop.wait(self.poll)
