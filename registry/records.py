@@ -136,3 +136,76 @@ class LeaseState:
 
     def planner(self, instance: str | None) -> PlannerSeen | None:
         return next((p for p in self.planners if p.instance == instance), None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptStart:
+    """A worker began an attempt."""
+
+    run_id: str
+    attempt: int
+    start: datetime
+    worker: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptEnd:
+    """An attempt ended in ``status``; the run retries at ``retry_at`` if given, else it ends."""
+
+    run_id: str
+    attempt: int
+    status: RunStatus
+    end: datetime
+    start: datetime | None = None
+    worker: str | None = None
+    error: ErrorInfo | None = None
+    result: str | None = None
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewRun:
+    """A run queued as its first attempt."""
+
+    run_id: str
+    process: str
+    scheduled: datetime
+    queued: datetime
+    params: Mapping[str, Any] = field(default_factory=dict)
+    request_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NextAttempt:
+    """The next attempt of a run that is retrying, queued."""
+
+    run_id: str
+    attempt: int
+    queued: datetime
+
+
+@dataclass(slots=True, kw_only=True)
+class Turn:
+    """Everything one turn of the live loop records, written in one transaction and in this
+    order: starts, ends, cancelled retries, saved states, new runs, next attempts, handled
+    requests. A bounded number of statements whatever the counts (``Store.record_turn``)."""
+
+    at: datetime
+    started: list[AttemptStart] = field(default_factory=list)
+    ended: list[AttemptEnd] = field(default_factory=list)
+    cancelled_retries: list[str] = field(default_factory=list)
+    states: dict[str, Any] = field(default_factory=dict)
+    created: list[NewRun] = field(default_factory=list)
+    retried: list[NextAttempt] = field(default_factory=list)
+    handled: list[int] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.started
+            or self.ended
+            or self.cancelled_retries
+            or self.states
+            or self.created
+            or self.retried
+            or self.handled
+        )

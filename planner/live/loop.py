@@ -15,7 +15,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,17 +32,18 @@ from planner.core.planner import Planner
 from planner.live.dispatch import Dispatcher, Done, Started
 from planner.live.leadership import Leadership
 from planner.live.outage import DEFAULT_LIMIT, Outage, describe, is_outage
+from planner.live.recording import Recording, Summary
 from planner.live.restart import reconcile
-from planner.live.worker import JobOutcome, JobSpec, run_hook
+from planner.live.worker import JobOutcome
 from registry.lifecycle import RunStatus
-from registry.records import ErrorInfo, LoggedDecision, RequestKind
+from registry.records import (
+    ErrorInfo,
+    LoggedDecision,
+    RequestKind,
+)
 from registry.storage.store import Store
 
 log = logging.getLogger(__name__)
-
-TIMEOUT_GRACE = timedelta(
-    seconds=30
-)  # worker-side timeouts should fire first; this is the backstop
 
 
 #: decisions kept in memory while the database is away (the oldest are dropped past it)
@@ -54,17 +54,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(slots=True)
-class Summary:
-    """What a ``planner run`` did."""
-
-    started: int = 0
-    statuses: Counter[str] = field(default_factory=Counter)
-    runs: list[tuple[str, str, int, str, float | None]] = field(default_factory=list)
-    stopped_by: str | None = None  # "signal" when SIGTERM/Ctrl-C stopped it
-
-
-class LiveDriver:
+class LiveDriver(Recording):
     def __init__(
         self,
         store: Store,
@@ -336,135 +326,6 @@ class LiveDriver:
                 return None
         # waiting to retry (or unknown: the core ignores it)
         return RunFinished(run_id=run_id, status=RunStatus.CANCELLED, at=now)
-
-    # -- carrying out a step ----------------------------------------------------------------------
-
-    def _carry_out(self, step: Step) -> None:
-        """Record the step (one transaction), then act on it: submit the new attempts."""
-        if not (step.settled or step.starts or self.started_writes):
-            return
-        with self.store.batch():
-            for item in self.started_writes:
-                self.store.attempt_started(
-                    item.run_id, item.attempt, start=item.start, worker=item.worker
-                )
-            self._record_settled(step)
-            specs = self._record_starts(step)
-        self.started_writes.clear()  # committed
-        for spec, resources in specs:
-            self.dispatcher.submit(spec, resources=resources)
-
-    def _record_settled(self, step: Step) -> None:
-        registry = self.core.registry
-        for s in step.settled:
-            outcome = self.outcomes.pop((s.run_id, s.attempt), None)
-            if outcome is None:  # cancelled while waiting to retry, or removed from the registry
-                if s.status is RunStatus.CANCELLED:
-                    self.store.cancel_retry(s.run_id, at=step.at)
-                    self._note_finished(s.process, s.run_id, s.attempt, "cancelled", None)
-                continue
-            attempt_status = outcome.status if s.status is not RunStatus.CANCELLED else s.status
-            self.store.finish_attempt(
-                s.run_id,
-                s.attempt,
-                status=attempt_status,
-                end=outcome.end,
-                start=outcome.start if outcome.worker != "unknown" else None,
-                worker=outcome.worker if outcome.worker != "unknown" else None,
-                error=outcome.error,
-                result=outcome.result,
-                retry_at=s.retry_at if s.status is RunStatus.RETRYING else None,
-            )
-            if outcome.status is RunStatus.SUCCEEDED and outcome.state_changed:
-                self.store.save_state(s.process, outcome.new_state)
-                self.states[s.process] = outcome.new_state
-            self._note_finished(
-                s.process,
-                s.run_id,
-                s.attempt,
-                attempt_status.value,
-                outcome.duration_s,
-                error=outcome.error,
-            )
-            definition = registry.processes.get(s.process)
-            if s.status is RunStatus.CANCELLED and definition and definition.on_cancel:
-                run_hook(
-                    definition.on_cancel,
-                    event="on_cancel",
-                    process=s.process,
-                    run_id=s.run_id,
-                    attempt=s.attempt,
-                    status=RunStatus.CANCELLED,
-                    error=outcome.error,
-                    cwd=self.cwd,
-                )
-
-    def _record_starts(self, step: Step) -> list[tuple[JobSpec, dict[str, float]]]:
-        registry = self.core.registry
-        specs: list[tuple[JobSpec, dict[str, float]]] = []
-        for start in step.starts:
-            definition = registry.processes[start.process]
-            if start.attempt == 1:
-                self.store.create_run(
-                    run_id=start.run_id,
-                    process=start.process,
-                    scheduled=start.scheduled,
-                    queued=start.decided_at,
-                    params=start.params,
-                    request_id=start.request_id,
-                )
-                if start.request_id is not None:  # the trigger it satisfies is handled now
-                    self.store.mark_handled([start.request_id], at=start.decided_at)
-            else:
-                self.store.retry_run(start.run_id, attempt=start.attempt, queued=start.decided_at)
-            spec = JobSpec.for_process(
-                definition,
-                run_id=start.run_id,
-                attempt=start.attempt,
-                scheduled=start.scheduled,
-                state=self._state_of(start.process),
-                params=start.params,
-                final_attempt=start.final_attempt,
-                cwd=self.cwd,
-            )
-            specs.append((spec, dict(definition.resources)))
-            if definition.timeout is not None:
-                self.deadlines[(start.run_id, start.attempt)] = (
-                    start.decided_at + definition.timeout + TIMEOUT_GRACE
-                )
-            self.summary.started += 1
-        return specs
-
-    def _state_of(self, process: str) -> Any:
-        """The process's saved state; only this planner writes it, so it is read once."""
-        if process not in self.states:
-            self.states[process] = self.store.load_state(process)
-        return self.states[process]
-
-    def _note_finished(
-        self,
-        process: str,
-        run_id: str,
-        attempt: int,
-        status: str,
-        duration: float | None,
-        *,
-        error: ErrorInfo | None = None,
-    ) -> None:
-        self.summary.statuses[status] += 1
-        self.summary.runs.append((process, run_id, attempt, status, duration))
-        self.recent.append(
-            {
-                "process": process,
-                "run_id": run_id,
-                "attempt": attempt,
-                "status": status,
-                "duration_s": duration,
-                "at": self.clock(),
-                "error": None if error is None else f"{error.type}: {error.message}",
-            }
-        )
-        del self.recent[:-200]
 
     def _flush_decisions(self) -> None:
         if self.decision_buffer:

@@ -47,7 +47,7 @@ def create_run(
         insert(runs).values(
             run_id=run_id,
             process=process,
-            seq=_run_seq(run_id, process),
+            seq=run_seq(run_id, process),
             scheduled=scheduled,
             status=RunStatus.QUEUED.value,
             attempt=1,
@@ -168,7 +168,7 @@ def cancel_retry(conn: Connection, run_id: str, *, at: datetime) -> None:
     )
 
 
-def _run_seq(run_id: str, process: str) -> int | None:
+def run_seq(run_id: str, process: str) -> int | None:
     suffix = run_id.removeprefix(f"{process}-")
     if suffix != run_id and suffix.isascii() and suffix.isdigit():
         return int(suffix)

@@ -46,8 +46,9 @@ from registry.records import (
     ProcessHistory,
     Request,
     RequestKind,
+    Turn,
 )
-from registry.storage import leases, run_writes, schema_version
+from registry.storage import leases, run_writes, schema_version, turn_writes
 from registry.storage import queries as q
 from registry.storage.codec import json_roundtrip, process_to_document, settings_to_document
 from registry.storage.engine import make_engine, write_transaction
@@ -292,6 +293,13 @@ class SqlStore:
     def cancel_retry(self, run_id: str, *, at: datetime) -> None:
         with self._write() as conn:
             run_writes.cancel_retry(conn, run_id, at=at)
+
+    def record_turn(self, turn: Turn) -> None:
+        with self._write() as conn:
+            turn_writes.record_turn(conn, turn)
+            for process, state in turn.states.items():
+                value = json_roundtrip(state)
+                conn.execute(self._upsert(process_state, {"process": process}, {"state": value}))
 
     def active_runs(self) -> list[ActiveRun]:
         with self._read() as conn:

@@ -35,6 +35,7 @@ from registry.records import (
     ProcessHistory,
     Request,
     RequestKind,
+    Turn,
 )
 
 DEFAULT_URL = "sqlite:///planner.db"
@@ -112,6 +113,11 @@ class Store(Protocol):
 
     def cancel_retry(self, run_id: str, *, at: datetime) -> None:
         """A run in ``retrying`` is cancelled before its next attempt."""
+        ...
+
+    def record_turn(self, turn: Turn) -> None:
+        """Record one turn of the live loop in one transaction (``registry.records.Turn``):
+        all of it, checked like the one-run methods above, or nothing."""
         ...
 
     def active_runs(self) -> list[ActiveRun]:

@@ -1,0 +1,205 @@
+"""Carrying out a step of the live loop: record it as one ``Turn``, then act on it.
+
+``Recording`` is the part of ``LiveDriver`` (``planner.live.loop``) that turns a core ``Step``
+into the store's records — ended attempts, saved job states, new runs and next attempts, the
+starts workers reported — written in one transaction, and only then submits the new attempts to
+Dask and runs ``on_cancel`` hooks (write before act).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from planner.core.events import Step
+from planner.core.planner import Planner
+from planner.live.dispatch import Dispatcher, Started
+from planner.live.worker import JobOutcome, JobSpec, run_hook
+from registry.lifecycle import RunStatus
+from registry.records import (
+    AttemptEnd,
+    AttemptStart,
+    ErrorInfo,
+    NewRun,
+    NextAttempt,
+    Turn,
+)
+from registry.storage.store import Store
+
+TIMEOUT_GRACE = timedelta(
+    seconds=30
+)  # worker-side timeouts should fire first; this is the backstop
+
+
+@dataclass(slots=True)
+class Summary:
+    """What a ``planner run`` did."""
+
+    started: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    runs: list[tuple[str, str, int, str, float | None]] = field(default_factory=list)
+    stopped_by: str | None = None  # "signal" when SIGTERM/Ctrl-C stopped it
+
+
+class Recording:
+    """Step recording for ``LiveDriver``; the attributes are the driver's."""
+
+    store: Store
+    dispatcher: Dispatcher
+    core: Planner
+    cwd: str | None
+    summary: Summary
+    outcomes: dict[tuple[str, int], JobOutcome]
+    deadlines: dict[tuple[str, int], datetime]
+    recent: list[dict[str, Any]]
+    started_writes: list[Started]
+    states: dict[str, Any]
+    clock: Callable[[], datetime]
+
+    def _carry_out(self, step: Step) -> None:
+        """Record the step as one ``Turn`` (one transaction, a bounded number of statements),
+        then act on it: submit the new attempts, run ``on_cancel`` hooks."""
+        if not (step.settled or step.starts or self.started_writes):
+            return
+        turn = Turn(at=step.at)
+        hooks = self._record_settled(step, turn)
+        ended = {(e.run_id, e.attempt) for e in turn.ended if e.start is not None}
+        turn.started = [  # an attempt that also ended in this turn: its end says when it began
+            AttemptStart(run_id=s.run_id, attempt=s.attempt, start=s.start, worker=s.worker)
+            for s in self.started_writes
+            if (s.run_id, s.attempt) not in ended
+        ]
+        specs = self._record_starts(step, turn)
+        self.store.record_turn(turn)
+        self.started_writes.clear()  # committed
+        self.dispatcher.submit_many(specs)
+        for hook in hooks:
+            hook()
+
+    def _record_settled(self, step: Step, turn: Turn) -> list[Callable[[], object]]:
+        registry = self.core.registry
+        hooks: list[Callable[[], object]] = []
+        for s in step.settled:
+            outcome = self.outcomes.pop((s.run_id, s.attempt), None)
+            if outcome is None:  # cancelled while waiting to retry, or removed from the registry
+                if s.status is RunStatus.CANCELLED:
+                    turn.cancelled_retries.append(s.run_id)
+                    self._note_finished(s.process, s.run_id, s.attempt, "cancelled", None)
+                continue
+            attempt_status = outcome.status if s.status is not RunStatus.CANCELLED else s.status
+            known = outcome.worker != "unknown"
+            turn.ended.append(
+                AttemptEnd(
+                    run_id=s.run_id,
+                    attempt=s.attempt,
+                    status=attempt_status,
+                    end=outcome.end,
+                    start=outcome.start if known else None,
+                    worker=outcome.worker if known else None,
+                    error=outcome.error,
+                    result=outcome.result,
+                    retry_at=s.retry_at if s.status is RunStatus.RETRYING else None,
+                )
+            )
+            if outcome.status is RunStatus.SUCCEEDED and outcome.state_changed:
+                turn.states[s.process] = outcome.new_state
+                self.states[s.process] = outcome.new_state
+            self._note_finished(
+                s.process,
+                s.run_id,
+                s.attempt,
+                attempt_status.value,
+                outcome.duration_s,
+                error=outcome.error,
+            )
+            definition = registry.processes.get(s.process)
+            if s.status is RunStatus.CANCELLED and definition and definition.on_cancel:
+                hooks.append(
+                    functools.partial(
+                        run_hook,
+                        definition.on_cancel,
+                        event="on_cancel",
+                        process=s.process,
+                        run_id=s.run_id,
+                        attempt=s.attempt,
+                        status=RunStatus.CANCELLED,
+                        error=outcome.error,
+                        cwd=self.cwd,
+                    )
+                )
+        return hooks
+
+    def _record_starts(self, step: Step, turn: Turn) -> list[tuple[JobSpec, dict[str, float]]]:
+        registry = self.core.registry
+        specs: list[tuple[JobSpec, dict[str, float]]] = []
+        for start in step.starts:
+            definition = registry.processes[start.process]
+            if start.attempt == 1:
+                turn.created.append(
+                    NewRun(
+                        run_id=start.run_id,
+                        process=start.process,
+                        scheduled=start.scheduled,
+                        queued=start.decided_at,
+                        params=start.params,
+                        request_id=start.request_id,
+                    )
+                )
+                if start.request_id is not None:  # the trigger it satisfies is handled now
+                    turn.handled.append(start.request_id)
+            else:
+                turn.retried.append(
+                    NextAttempt(run_id=start.run_id, attempt=start.attempt, queued=start.decided_at)
+                )
+            spec = JobSpec.for_process(
+                definition,
+                run_id=start.run_id,
+                attempt=start.attempt,
+                scheduled=start.scheduled,
+                state=self._state_of(start.process),
+                params=start.params,
+                final_attempt=start.final_attempt,
+                cwd=self.cwd,
+            )
+            specs.append((spec, dict(definition.resources)))
+            if definition.timeout is not None:
+                self.deadlines[(start.run_id, start.attempt)] = (
+                    start.decided_at + definition.timeout + TIMEOUT_GRACE
+                )
+            self.summary.started += 1
+        return specs
+
+    def _state_of(self, process: str) -> Any:
+        """The process's saved state; only this planner writes it, so it is read once."""
+        if process not in self.states:
+            self.states[process] = self.store.load_state(process)
+        return self.states[process]
+
+    def _note_finished(
+        self,
+        process: str,
+        run_id: str,
+        attempt: int,
+        status: str,
+        duration: float | None,
+        *,
+        error: ErrorInfo | None = None,
+    ) -> None:
+        self.summary.statuses[status] += 1
+        self.summary.runs.append((process, run_id, attempt, status, duration))
+        self.recent.append(
+            {
+                "process": process,
+                "run_id": run_id,
+                "attempt": attempt,
+                "status": status,
+                "duration_s": duration,
+                "at": self.clock(),
+                "error": None if error is None else f"{error.type}: {error.message}",
+            }
+        )
+        del self.recent[:-200]
