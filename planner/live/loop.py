@@ -32,7 +32,7 @@ from planner.core.planner import Planner
 from planner.live.dispatch import Dispatcher, Done, Started
 from planner.live.leadership import Leadership
 from planner.live.outage import DEFAULT_LIMIT, Outage, describe, is_outage
-from planner.live.recording import Recording, Summary
+from planner.live.recording import START_FLUSH_S, Recording, Summary
 from planner.live.restart import reconcile
 from planner.live.worker import JobOutcome
 from registry.lifecycle import RunStatus
@@ -83,7 +83,8 @@ class LiveDriver(Recording):
         self.deadlines: dict[tuple[str, int], datetime] = {}
         self.recent: list[dict[str, Any]] = []  # finished attempts, newest last (bounded)
         self.running: set[tuple[str, int]] = set()  # attempts a worker reported as started
-        self.started_writes: list[Started] = []  # to record in this turn's transaction
+        self.started_writes: list[Started] = []  # to record with a turn's other records
+        self.started_waiting = 0.0
         self.states: dict[str, Any] = {}  # saved job state by process (write-through cache)
         self.decision_buffer: list[LoggedDecision] = []
         self.listeners: list[Callable[[LiveDriver, Step], None]] = []
@@ -147,17 +148,22 @@ class LiveDriver(Recording):
             if until is not None and now >= until:
                 break
             self._sleep(step, now, until)
-        self._best_effort(self._flush_decisions)
+        self._best_effort(self._flush)
         return self.summary
+
+    def _flush(self) -> None:
+        """Write what waits to be written: reported starts and logged decisions."""
+        if self.unrecorded is None:
+            self._carry_out(Step(at=self.clock()), flush=True)
+        self._flush_decisions()
 
     def _record(self, step: Step) -> bool:
         """Carry out ``step``; on a database outage keep it (and its outcomes) for a retry."""
-        writes = bool(step.settled or step.starts or self.started_writes)  # else: no store call
         saved = (dict(self.outcomes), list(self.started_writes), dict(self.deadlines))
         counts = (self.summary.started, Counter(self.summary.statuses), len(self.summary.runs))
         self.unrecorded = step
         try:
-            self._carry_out(step)
+            wrote = self._carry_out(step)
         except Exception as exc:
             if not is_outage(exc):
                 raise
@@ -168,7 +174,7 @@ class LiveDriver(Recording):
             self.outage.failed(exc)
             return False
         self.unrecorded = None
-        if writes:  # only a store call that succeeded says the database is back
+        if wrote:  # only a store call that succeeded says the database is back
             self.outage.recovered()
         return True
 
@@ -176,7 +182,7 @@ class LiveDriver(Recording):
         self.dispatcher.wake.wait(max(self.outage.wait_s(), 0.01))
         self.dispatcher.wake.clear()
 
-    def _best_effort(self, call: Callable[[], None]) -> None:
+    def _best_effort(self, call: Callable[[], object]) -> None:
         try:
             call()
         except Exception as exc:
@@ -211,9 +217,9 @@ class LiveDriver(Recording):
             if record and self.unrecorded is None:
                 with self.lock:
                     step = self.core.settle(now, *events)
-                self._best_effort(lambda: self._carry_out(step))
+                self._best_effort(lambda: self._carry_out(step, flush=True))
         if record:
-            self._best_effort(self._flush_decisions)
+            self._best_effort(self._flush)
 
     def snapshot(self, *, limit: int = 500) -> dict[str, Any]:
         """A consistent, JSON-able picture of the planner for pages and status displays."""
@@ -227,6 +233,8 @@ class LiveDriver(Recording):
 
     def _sleep(self, step: Step, now: datetime, until: datetime | None) -> None:
         waits = [max(self._next_poll - time.monotonic(), 0.0)]
+        if self.started_writes:  # write them by START_FLUSH_S even if nothing else happens
+            waits.append(max(self.started_waiting + START_FLUSH_S - time.monotonic(), 0.0))
         for at in (step.next_wakeup, until, min(self.deadlines.values(), default=None)):
             if at is not None:
                 waits.append(max((at - now).total_seconds(), 0.0))
@@ -256,6 +264,8 @@ class LiveDriver(Recording):
             if isinstance(item, Started):
                 if (item.run_id, item.attempt) in self.dispatcher.futures:
                     self.running.add((item.run_id, item.attempt))
+                    if not self.started_writes:
+                        self.started_waiting = time.monotonic()
                     self.started_writes.append(item)
             elif isinstance(item, Done):
                 outcome = self.dispatcher.take(item)

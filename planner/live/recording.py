@@ -9,6 +9,7 @@ Dask and runs ``on_cancel`` hooks (write before act).
 from __future__ import annotations
 
 import functools
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,11 @@ class Summary:
     stopped_by: str | None = None  # "signal" when SIGTERM/Ctrl-C stopped it
 
 
+#: seconds a start reported by a worker may wait to be written with other records: a short
+#: job's start then shares its end's transaction instead of costing one of its own
+START_FLUSH_S = 0.25
+
+
 class Recording:
     """Step recording for ``LiveDriver``; the attributes are the driver's."""
 
@@ -57,14 +63,20 @@ class Recording:
     deadlines: dict[tuple[str, int], datetime]
     recent: list[dict[str, Any]]
     started_writes: list[Started]
+    started_waiting: float  # time.monotonic() when the oldest unwritten start arrived
     states: dict[str, Any]
     clock: Callable[[], datetime]
 
-    def _carry_out(self, step: Step) -> None:
+    def _carry_out(self, step: Step, *, flush: bool = False) -> bool:
         """Record the step as one ``Turn`` (one transaction, a bounded number of statements),
-        then act on it: submit the new attempts, run ``on_cancel`` hooks."""
-        if not (step.settled or step.starts or self.started_writes):
-            return
+        then act on it: submit the new attempts, run ``on_cancel`` hooks. Starts that workers
+        reported wait for the next turn that writes anyway, up to ``START_FLUSH_S`` (or
+        ``flush``). True if it wrote."""
+        if not (step.settled or step.starts):
+            if not self.started_writes:
+                return False
+            if not flush and time.monotonic() - self.started_waiting < START_FLUSH_S:
+                return False
         turn = Turn(at=step.at)
         hooks = self._record_settled(step, turn)
         ended = {(e.run_id, e.attempt) for e in turn.ended if e.start is not None}
@@ -79,6 +91,7 @@ class Recording:
         self.dispatcher.submit_many(specs)
         for hook in hooks:
             hook()
+        return True
 
     def _record_settled(self, step: Step, turn: Turn) -> list[Callable[[], object]]:
         registry = self.core.registry
@@ -136,6 +149,9 @@ class Recording:
     def _record_starts(self, step: Step, turn: Turn) -> list[tuple[JobSpec, dict[str, float]]]:
         registry = self.core.registry
         specs: list[tuple[JobSpec, dict[str, float]]] = []
+        unknown = {s.process for s in step.starts} - self.states.keys()
+        if unknown:  # saved states are read once per process, many in one query
+            self.states.update(self.store.load_states(sorted(unknown)))
         for start in step.starts:
             definition = registry.processes[start.process]
             if start.attempt == 1:

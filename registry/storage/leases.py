@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -67,13 +67,18 @@ def renew(
         raise LeaseLost(instance, fence, _holder(conn))
 
 
+_FENCE = (  # built once: it runs in every planner transaction
+    update(lease)
+    .where(
+        lease.c.id == 1, lease.c.holder == bindparam("instance"), lease.c.fence == bindparam("f")
+    )
+    .values(fence=lease.c.fence)
+)
+
+
 def check_fence(conn: Connection, instance: str, fence: int) -> None:
     """First statement of every planner write transaction: ``LeaseLost`` unless still ours."""
-    done = conn.execute(
-        update(lease)
-        .where(lease.c.id == 1, lease.c.holder == instance, lease.c.fence == fence)
-        .values(fence=lease.c.fence)
-    )
+    done = conn.execute(_FENCE, {"instance": instance, "f": fence})
     if done.rowcount != 1:
         raise LeaseLost(instance, fence, _holder(conn))
 

@@ -332,6 +332,17 @@ class SqlStore:
                 select(process_state.c.state).where(process_state.c.process == process)
             ).scalar_one_or_none()
 
+    def load_states(self, processes: Sequence[str]) -> dict[str, Any]:
+        found: dict[str, Any] = dict.fromkeys(processes)
+        names = list(found)
+        with self._read() as conn:
+            for i in range(0, len(names), 500):
+                query = select(process_state.c.process, process_state.c.state).where(
+                    process_state.c.process.in_(names[i : i + 500])
+                )
+                found.update({row.process: row.state for row in conn.execute(query)})
+        return found
+
     def save_state(self, process: str, state: Any) -> None:
         value = json_roundtrip(state)
         with self._write() as conn:

@@ -115,6 +115,10 @@ class Store(Protocol):
         """A run in ``retrying`` is cancelled before its next attempt."""
         ...
 
+    def load_states(self, processes: Sequence[str]) -> dict[str, Any]:
+        """The saved states of ``processes`` (None for those without one), in one query."""
+        ...
+
     def record_turn(self, turn: Turn) -> None:
         """Record one turn of the live loop in one transaction (``registry.records.Turn``):
         all of it, checked like the one-run methods above, or nothing."""

@@ -46,6 +46,37 @@ _ATTEMPT_FIELDS = (
 )
 
 
+# Built once: constructing SQLAlchemy statements costs more than SQLite running them.
+_SELECT_RUNS = (
+    select(runs).where(runs.c.run_id.in_(bindparam("ids", expanding=True))).with_for_update()
+)
+_SELECT_CURRENT_ATTEMPTS = (
+    select(attempts)
+    .join(runs, and_(attempts.c.run_id == runs.c.run_id, attempts.c.attempt == runs.c.attempt))
+    .where(runs.c.run_id.in_(bindparam("ids", expanding=True)))
+)
+_INSERT_RUNS = insert(runs)
+_INSERT_ATTEMPTS = insert(attempts)
+_UPDATE_RUNS = (
+    update(runs)
+    .where(runs.c.run_id == bindparam("k_run_id"))
+    .values({f: bindparam(f"v_{f}") for f in _RUN_FIELDS})
+)
+_UPDATE_ATTEMPTS = (
+    update(attempts)
+    .where(
+        attempts.c.run_id == bindparam("k_run_id"),
+        attempts.c.attempt == bindparam("k_attempt"),
+    )
+    .values({f: bindparam(f"v_{f}") for f in _ATTEMPT_FIELDS})
+)
+_MARK_HANDLED = (
+    update(requests)
+    .where(requests.c.id.in_(bindparam("ids", expanding=True)), requests.c.handled.is_(None))
+    .values(handled=bindparam("at"))
+)
+
+
 class _Rows:
     """The turn's runs and current attempts in memory, and which of them are new or changed."""
 
@@ -53,12 +84,9 @@ class _Rows:
         self.runs: dict[str, dict[str, Any]] = {}
         self.attempts: dict[tuple[str, int], dict[str, Any]] = {}
         for chunk in _chunks(sorted(run_ids)):
-            for row in conn.execute(select(runs).where(runs.c.run_id.in_(chunk)).with_for_update()):
+            for row in conn.execute(_SELECT_RUNS, {"ids": chunk}):
                 self.runs[row.run_id] = row._asdict()
-            current = and_(attempts.c.run_id == runs.c.run_id, attempts.c.attempt == runs.c.attempt)
-            for row in conn.execute(
-                select(attempts).join(runs, current).where(runs.c.run_id.in_(chunk))
-            ):
+            for row in conn.execute(_SELECT_CURRENT_ATTEMPTS, {"ids": chunk}):
                 self.attempts[(row.run_id, row.attempt)] = row._asdict()
         self.new_runs: list[str] = []
         self.new_attempts: list[tuple[str, int]] = []
@@ -123,11 +151,7 @@ def record_turn(conn: Connection, turn: Turn) -> None:
         _retried(rows, r)
     _write(conn, rows)
     for chunk in _chunks(sorted(set(turn.handled))):
-        conn.execute(
-            update(requests)
-            .where(requests.c.id.in_(chunk), requests.c.handled.is_(None))
-            .values(handled=turn.at)
-        )
+        conn.execute(_MARK_HANDLED, {"ids": chunk, "at": turn.at})
 
 
 def _started(rows: _Rows, s: AttemptStart) -> None:
@@ -211,27 +235,15 @@ def _retried(rows: _Rows, r: NextAttempt) -> None:
 
 def _write(conn: Connection, rows: _Rows) -> None:
     if rows.new_runs:
-        conn.execute(insert(runs), [rows.runs[i] for i in rows.new_runs])
+        conn.execute(_INSERT_RUNS, [rows.runs[i] for i in rows.new_runs])
     if rows.changed_runs:
-        statement = (
-            update(runs)
-            .where(runs.c.run_id == bindparam("k_run_id"))
-            .values({f: bindparam(f"v_{f}") for f in _RUN_FIELDS})
-        )
-        conn.execute(statement, [_params(rows.runs[i], _RUN_FIELDS) for i in rows.changed_runs])
+        changed = [rows.runs[i] for i in sorted(rows.changed_runs)]
+        conn.execute(_UPDATE_RUNS, [_params(r, _RUN_FIELDS) for r in changed])
     if rows.changed_attempts:
-        statement = (
-            update(attempts)
-            .where(
-                attempts.c.run_id == bindparam("k_run_id"),
-                attempts.c.attempt == bindparam("k_attempt"),
-            )
-            .values({f: bindparam(f"v_{f}") for f in _ATTEMPT_FIELDS})
-        )
-        changed = [rows.attempts[k] for k in sorted(rows.changed_attempts)]
-        conn.execute(statement, [_params(a, _ATTEMPT_FIELDS) for a in changed])
+        tried = [rows.attempts[k] for k in sorted(rows.changed_attempts)]
+        conn.execute(_UPDATE_ATTEMPTS, [_params(a, _ATTEMPT_FIELDS) for a in tried])
     if rows.new_attempts:
-        conn.execute(insert(attempts), [rows.attempts[k] for k in rows.new_attempts])
+        conn.execute(_INSERT_ATTEMPTS, [rows.attempts[k] for k in rows.new_attempts])
 
 
 def _params(row: dict[str, Any], fields: Iterable[str]) -> dict[str, Any]:
