@@ -26,7 +26,7 @@ import psutil
 import pytest
 from distributed import Client, LocalCluster
 
-from planner.live import loop
+from planner.live import recording
 from planner.live.cluster import PLANNER_DASK_CONFIG
 from planner.live.dispatch import Dispatcher
 from planner.live.loop import LiveDriver, utcnow
@@ -211,7 +211,7 @@ def _slot_stays_busy(tmp_path: Path, client: Client, *, cancel: bool) -> None:
     wait_for(Path(f"{marker}.cancelled").exists, 30, "stubborn to see ctx.cancelled")
     if not cancel:  # past the planner's backstop for a worker that never answers
         (queued,) = [a.queued for a in store.history("stubborn")]
-        backstop = queued + timedelta(seconds=0.5) + loop.TIMEOUT_GRACE
+        backstop = queued + timedelta(seconds=0.5) + recording.TIMEOUT_GRACE
         wait_for(lambda: utcnow() > backstop + timedelta(seconds=0.3), 10, "the backstop")
     wait_for(lambda: _reasons(driver, "after") == ["slots"], 10, "after to wait for the slot")
     # the planner has seen the cancel/timeout; stubborn's thread still runs and keeps the slot
@@ -240,7 +240,7 @@ def test_a_timed_out_callable_keeps_its_slot_until_its_thread_returns(
 ) -> None:
     # the planner's backstop for silent workers fires soon after the timeout: it must not free a
     # slot whose worker said the thread still runs
-    monkeypatch.setattr(loop, "TIMEOUT_GRACE", timedelta(seconds=1))
+    monkeypatch.setattr(recording, "TIMEOUT_GRACE", timedelta(seconds=1))
     _slot_stays_busy(tmp_path, client, cancel=False)
 
 

@@ -21,7 +21,8 @@ core: it must stay importable on a bare Dask worker.
 from __future__ import annotations
 
 from planner.live.cluster import Connection, connect
-from planner.live.loop import LiveDriver, Summary, utcnow
+from planner.live.loop import LiveDriver, utcnow
+from planner.live.recording import Summary
 from planner.live.runner import run_planner
 
 __all__ = ["Connection", "LiveDriver", "Summary", "connect", "run_planner", "utcnow"]

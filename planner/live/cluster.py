@@ -17,6 +17,17 @@ An in-process cluster's work ends with the planner: before it closes, every atte
 cancelled (commands killed, ``ctx.cancelled`` set); if the planner dies instead, its worker
 processes die with it and their guardians kill the commands (``planner.live.worker.guardian``).
 A remote cluster's work survives the planner.
+
+Adaptive in-process cluster (``planner run --adapt MIN:MAX``): Dask's ``Adaptive`` starts and
+stops workers by the scheduler's own view of the work — the tasks queued and processing — and
+the planner only submits as many attempts as it has slots. So while adapting, the cluster's
+capacity is what it can grow to (``Connection.reachable_threads``: MAX workers × threads per
+worker), not the threads it has now; the live driver's slots default to that, the ready runs
+queue on the scheduler, and Dask scales up to run them, and back down when the workers idle. The
+workers it adds come from the same worker spec as the first ones (TLS certificate, memory
+limit, nanny), under the same Dask config (``allowed-failures`` 0), and start their guardian on
+their first command like any other. Its pace is Dask's: ``distributed.adaptive.interval``,
+``wait-count`` and ``target-duration`` in Dask's config (Dask's defaults unless set).
 """
 
 from __future__ import annotations
@@ -28,7 +39,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import dask
+from dask.system import CPU_COUNT
 from distributed import Client, LocalCluster, Security
+from distributed.deploy.utils import nprocesses_nthreads
+from distributed.worker_memory import parse_memory_limit
 
 from planner.live.worker import cancel_all_attempts
 from registry.errors import PlannerError
@@ -42,10 +56,40 @@ class ClusterMisconfigured(PlannerError, RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
+class Adapt:
+    """Bounds of an adaptive in-process cluster, in workers: ``MIN:MAX`` on the command line."""
+
+    minimum: int
+    maximum: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.minimum <= self.maximum or self.maximum < 1:
+            raise ValueError(
+                f"adaptive bounds {self.minimum}:{self.maximum} need 0 <= MIN <= MAX and MAX >= 1"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> Adapt:
+        """``"MIN:MAX"`` (integers, 0 <= MIN <= MAX, MAX >= 1); ValueError saying what is wrong."""
+        low, sep, high = text.strip().partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            minimum, maximum = int(low), int(high)
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not MIN:MAX, two whole numbers of workers (e.g. 1:4)"
+            ) from None
+        return cls(minimum=minimum, maximum=maximum)
+
+
+@dataclass(frozen=True, slots=True)
 class Connection:
     client: Client
     remote: bool  # an existing scheduler (runs survive the planner) vs. our in-process cluster
     dashboard: str | None  # the Dask dashboard's address
+    #: threads an adaptive cluster can grow to; None: the cluster offers what it has now
+    reachable_threads: int | None = None
 
     @property
     def in_process(self) -> bool:
@@ -118,10 +162,17 @@ def connect(
     dashboard_address: str = "127.0.0.1:8787",
     allow_reruns: bool = False,
     say: Callable[[str], None] | None = None,
+    adapt: Adapt | None = None,
 ) -> Iterator[Connection]:
     """Yield a connection; an in-process cluster is closed on exit, a remote one is left alone.
 
-    ``allow_reruns`` and ``say`` (where a warning goes) only matter for a remote scheduler."""
+    ``allow_reruns`` and ``say`` (where a warning goes) only matter for a remote scheduler;
+    ``adapt`` makes the in-process cluster adaptive (it replaces ``n_workers``)."""
+    if adapt is not None and scheduler:
+        raise ClusterMisconfigured(
+            "--adapt sizes the in-process cluster; a remote cluster adapts by its own deployment"
+            " (give the planner its slots with --slots or the registry's slots:)"
+        )
     with dask.config.set(PLANNER_DASK_CONFIG):
         if scheduler:
             client = _remote_client(scheduler)
@@ -131,17 +182,40 @@ def connect(
             finally:
                 client.close()
             return
+        sizing: dict[str, object] = {
+            "n_workers": n_workers,
+            "threads_per_worker": threads_per_worker,
+        }
+        reachable = None
+        if adapt is not None:
+            # each worker: the threads of Dask's default local worker, 1/MAX of the memory
+            per_worker = threads_per_worker or (
+                nprocesses_nthreads()[1] if processes else CPU_COUNT
+            )
+            sizing = {
+                "n_workers": adapt.minimum,
+                "threads_per_worker": per_worker,
+                "memory_limit": parse_memory_limit("auto", 1, adapt.maximum, logger=log),
+            }
+            reachable = adapt.maximum * per_worker
         cluster = LocalCluster(
             processes=processes,
-            n_workers=n_workers,
-            threads_per_worker=threads_per_worker,
             dashboard_address=dashboard_address,
             # worker processes talk TLS on loopback; threads in one process use Dask's inproc
             **({"host": "127.0.0.1", "security": Security.temporary()} if processes else {}),
+            **sizing,
         )
+        if adapt is not None:
+            # interval, wait-count and target-duration: Dask's config (distributed.adaptive.*)
+            cluster.adapt(minimum=adapt.minimum, maximum=adapt.maximum)
         client = Client(cluster)
         try:
-            yield Connection(client=client, remote=False, dashboard=client.dashboard_link)
+            yield Connection(
+                client=client,
+                remote=False,
+                dashboard=client.dashboard_link,
+                reachable_threads=reachable,
+            )
         finally:
             with contextlib.suppress(Exception):  # a broken cluster: the guardians still act
                 client.run(cancel_all_attempts, "the planner stopped", on_error="ignore")

@@ -12,6 +12,18 @@
    ``running`` with nobody to own it; with a remote scheduler they keep running and the next
    planner re-attaches them. Then the lease is released, so a standby takes over at once.
 
+Slots on an adaptive cluster: the core's slots are ``--slots``, else the registry's ``slots:``,
+else the cluster's threads. An adaptive in-process cluster (``--adapt``) reports the threads it
+can grow to (``_ReachableCapacity``), so the default is MAX workers' worth and the ready runs
+queue on the scheduler, which is what Dask scales up on; workers joining or leaving change the
+resources the core sees, not the slots.
+
+The heap after the cold start: loading the registry and the first decision create most of the
+objects the planner keeps for its whole life (a state per process, the graph). The collector is
+off while the driver is built, and once the first decision is recorded the heap is collected and
+frozen (``gc.freeze``), so later collections do not walk that state again; it is unfrozen when the
+run ends.
+
 A planner whose lease was taken over (``LeaseLost``: it was paused or cut off past the timeout)
 records nothing more — its writes are fenced — cancels its in-process work, and ends with the
 error; the planner that took over has already marked that work lost and retries it.
@@ -20,17 +32,20 @@ error; the planner that took over has already marked that work lost and retries 
 from __future__ import annotations
 
 import contextlib
+import gc
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from types import FrameType
 
-from planner.live.cluster import Connection, connect
+from planner.core.events import Step
+from planner.live.cluster import Adapt, Connection, connect
 from planner.live.dispatch import Dispatcher
 from planner.live.leadership import DEFAULT_TIMEOUT, Leadership
-from planner.live.loop import LiveDriver, Summary, utcnow
+from planner.live.loop import LiveDriver, utcnow
 from planner.live.outage import DEFAULT_LIMIT
+from planner.live.recording import Summary
 from registry.errors import LeaseLost
 from registry.storage.store import Store
 
@@ -51,13 +66,15 @@ def run_planner(
     db_outage_limit: timedelta = DEFAULT_LIMIT,
     say: Callable[[str], None] | None = None,
     allow_reruns: bool = False,
+    adapt: Adapt | None = None,
 ) -> Summary:
     """Stand by, then plan and execute on Dask until told to stop; returns what was done.
 
     ``on_ready(driver, connection)`` runs once the driver exists (to print addresses, serve the
     page, show a live display); it may return a function called when the run ends. ``say``
     receives the standby's messages (whom it waits for) and warnings about the cluster;
-    ``allow_reruns`` accepts a remote scheduler that re-runs attempts (``planner.live.cluster``)."""
+    ``allow_reruns`` accepts a remote scheduler that re-runs attempts (``planner.live.cluster``);
+    ``adapt`` makes the in-process cluster adaptive between its bounds (in workers)."""
     stop = threading.Event()
     driver: LiveDriver | None = None
     interrupted = False
@@ -79,23 +96,29 @@ def run_planner(
             return Summary(stopped_by="signal")
         lost = False
         try:
-            with connect(
-                scheduler,
-                processes=processes,
-                n_workers=n_workers,
-                dashboard_address=dashboard_address,
-                allow_reruns=allow_reruns,
-                say=say,
-            ) as conn:
-                dispatcher = Dispatcher(conn.client, remote=conn.remote)
-                driver = LiveDriver(
-                    store,
-                    dispatcher,
-                    slots=slots,
-                    cwd=cwd,
-                    leadership=leadership,
-                    db_outage_limit=db_outage_limit,
-                )
+            with (
+                connect(
+                    scheduler,
+                    processes=processes,
+                    n_workers=n_workers,
+                    dashboard_address=dashboard_address,
+                    allow_reruns=allow_reruns,
+                    say=say,
+                    adapt=adapt,
+                ) as conn,
+                _frozen_after_cold_start() as freeze,
+            ):
+                dispatcher = _dispatcher(conn)
+                with _collector_off():
+                    driver = LiveDriver(
+                        store,
+                        dispatcher,
+                        slots=slots,
+                        cwd=cwd,
+                        leadership=leadership,
+                        db_outage_limit=db_outage_limit,
+                    )
+                driver.listeners.append(freeze)
                 if stop.is_set():
                     driver.stop()
                 cleanup = on_ready(driver, conn) if on_ready is not None else None
@@ -115,6 +138,56 @@ def run_planner(
     if interrupted or stop.is_set():
         summary.stopped_by = "signal"
     return summary
+
+
+class _ReachableCapacity(Dispatcher):
+    """A dispatcher whose cluster adapts: it offers the threads it can grow to (at least)."""
+
+    def __init__(self, conn: Connection, reachable_threads: int) -> None:
+        super().__init__(conn.client, remote=conn.remote)
+        self.reachable_threads = reachable_threads
+
+    def threads_and_resources(self) -> tuple[int, tuple[dict[str, float], ...]]:
+        threads, resources = super().threads_and_resources()
+        return max(threads, self.reachable_threads), resources
+
+
+def _dispatcher(conn: Connection) -> Dispatcher:
+    if conn.reachable_threads is None:
+        return Dispatcher(conn.client, remote=conn.remote)
+    return _ReachableCapacity(conn, conn.reachable_threads)
+
+
+@contextlib.contextmanager
+def _collector_off() -> Iterator[None]:
+    """The cyclic collector paused while the block builds long-lived state (restored after)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@contextlib.contextmanager
+def _frozen_after_cold_start() -> Iterator[Callable[[LiveDriver, Step], None]]:
+    """A driver listener that, at the first step, collects and freezes the heap (see the module
+    doc); the heap is unfrozen when the block ends, if it was frozen."""
+    frozen = False
+
+    def freeze(_driver: LiveDriver, _step: Step) -> None:
+        nonlocal frozen
+        if not frozen:
+            frozen = True
+            gc.collect()
+            gc.freeze()
+
+    try:
+        yield freeze
+    finally:
+        if frozen:
+            gc.unfreeze()
 
 
 @contextlib.contextmanager

@@ -3,7 +3,9 @@
 The command only wires things together: the live driver (``planner.live.runner.run_planner``) does
 the work; ``on_ready`` starts the planner page and the terminal status line once the cluster is
 up, and the summary names the error of every attempt that failed. A job that fails is not a CLI
-error: ``run`` reports it and exits 0; Ctrl-C exits 130.
+error: ``run`` reports it and exits 0; Ctrl-C exits 130. ``--adapt`` is for the in-process
+cluster only: it is refused with ``--scheduler`` (a remote cluster adapts by its own deployment)
+and with ``--workers`` (it sizes the cluster itself).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING
 import click
 
 from planner.interfaces.cli.app import Env, cli, pass_env, utcnow
-from planner.interfaces.cli.params import DURATION
+from planner.interfaces.cli.params import ADAPT, DURATION
 from planner.interfaces.terminal import FAILED, apply_lines, live_display, run_summary_view, show
 from registry.records import ErrorInfo
 from registry.storage.store import Store
@@ -24,7 +26,7 @@ from registry.storage.store import Store
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from planner.live.cluster import Connection
+    from planner.live.cluster import Adapt, Connection
     from planner.live.loop import LiveDriver
 
 __all__ = ["run"]
@@ -44,6 +46,13 @@ __all__ = ["run"]
     help="Local cluster workers as processes or as threads of this process.",
 )
 @click.option("--workers", type=click.IntRange(min=1), help="Local cluster workers.")
+@click.option(
+    "--adapt",
+    type=ADAPT,
+    help="Local cluster adapts between MIN and MAX workers (e.g. 1:4); slots default to MAX"
+    " workers' threads, so ready runs queue on Dask and it scales up. A remote adaptive"
+    " cluster: give --slots instead.",
+)
 @click.option(
     "--dashboard-address",
     default="127.0.0.1:8787",
@@ -86,6 +95,7 @@ def run(
     span: timedelta | None,
     processes: bool,
     workers: int | None,
+    adapt: Adapt | None,
     dashboard_address: str,
     page_port: int,
     allow_reruns: bool,
@@ -95,6 +105,13 @@ def run(
     """Apply FILES (if given), then plan and execute on Dask until stopped (Ctrl-C)."""
     from planner.live.runner import run_planner
 
+    if adapt is not None and scheduler:
+        raise click.UsageError(
+            "--adapt sizes the in-process cluster; a remote cluster (--scheduler) adapts by its"
+            " own deployment: give the planner --slots or the registry's slots: instead"
+        )
+    if adapt is not None and workers:
+        raise click.UsageError("--adapt sizes the in-process cluster itself: drop --workers")
     store = env.store(create=True)
     if files:
         from registry.definitions.loader import load_files
@@ -126,6 +143,7 @@ def run(
             duration=span,
             processes=processes,
             n_workers=workers,
+            adapt=adapt,
             dashboard_address=dashboard_address,
             on_ready=on_ready,
             cwd=os.getcwd(),

@@ -1,8 +1,9 @@
 """The command line's parameter types and how their values are read against a registry.
 
 ``TIME`` takes ISO-8601 or ``now``; a naive time is in the registry's timezone, so it is resolved
-(``resolve``) only once the registry is loaded. Bad values are click usage errors, which
-``PlannerGroup`` turns into exit code 1.
+(``resolve``) only once the registry is loaded. ``ADAPT`` takes ``MIN:MAX`` workers
+(``planner.live.cluster.Adapt``). Bad values are click usage errors, which ``PlannerGroup`` turns
+into exit code 1.
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ from registry.errors import ProcessNotFound
 if TYPE_CHECKING:
     from registry.model import RegistryDef
 
-__all__ = ["DURATION", "SINCE", "TIME", "format_option", "require", "resolve", "timezone_of"]
+__all__ = [
+    "ADAPT",
+    "DURATION",
+    "SINCE",
+    "TIME",
+    "format_option",
+    "require",
+    "resolve",
+    "timezone_of",
+]
 
 _FORMATS = click.Choice(["table", "json"])
 
@@ -72,6 +82,23 @@ class _SinceType(click.ParamType):
             self.fail(f"{value!r} is neither a duration (1d, 6h) nor an ISO-8601 time", param, ctx)
 
 
+class _AdaptType(click.ParamType):
+    """``MIN:MAX`` workers of an adaptive in-process cluster."""
+
+    name = "MIN:MAX"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from planner.live.cluster import Adapt
+
+        if isinstance(value, Adapt):
+            return value
+        try:
+            return Adapt.parse(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+ADAPT = _AdaptType()
 TIME = _TimeType()
 DURATION = _DurationType()
 SINCE = _SinceType()
