@@ -9,6 +9,7 @@ order, each with an optional decimal fraction (``1.5h``); blanks between parts a
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from datetime import timedelta
@@ -53,15 +54,26 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
             return timedelta(seconds=value)
         except OverflowError:
             raise ValueError(f"duration {value!r} is too large") from None
+    return _parse_text(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_text(value: str) -> timedelta:
+    """``parse_duration`` of a text (remembered: a registry repeats a few durations thousands of
+    times; invalid ones raise each time, which ``lru_cache`` does not remember)."""
     match = _PARSER.fullmatch(value)
     parts = {k: v for k, v in match.groupdict().items() if v is not None} if match else {}
     if not parts:
         raise ValueError(f"invalid duration {value!r}: {_HINT}")
     try:
-        micros = sum(
-            (Decimal(text) * _MICROSECONDS[unit] for unit, text in parts.items()), Decimal(0)
-        )
-        return timedelta(microseconds=int(micros.to_integral_value()))
+        if all(text.isdigit() for text in parts.values()):  # whole numbers: exact as integers
+            micros = sum(int(text) * _MICROSECONDS[unit] for unit, text in parts.items())
+        else:
+            fractional = sum(
+                (Decimal(text) * _MICROSECONDS[unit] for unit, text in parts.items()), Decimal(0)
+            )
+            micros = int(fractional.to_integral_value())
+        return timedelta(microseconds=micros)
     except (OverflowError, InvalidOperation):
         raise ValueError(f"duration {value!r} is too large") from None
 

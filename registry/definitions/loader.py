@@ -14,7 +14,8 @@ Several files make one registry: process names are unique across them; a setting
 ``defaults`` apply to that file's processes only. Top-level keys starting with ``x-`` are
 ignored, as in Docker Compose: a place for YAML anchors (``x-common: &common {...}``).
 
-YAML dialect (``yaml_source``): PyYAML's safe loader with YAML 1.2 booleans and numbers — only
+YAML dialect (``yaml_source``): a safe loader — libyaml's (``yaml.CSafeLoader``) when PyYAML has
+it, else PyYAML's pure-Python one, with the same results — with YAML 1.2 booleans and numbers: only
 ``true``/``false`` are booleans (a process called ``on`` or ``no`` stays a string), ``4e9`` is a
 float, ``010`` is ten and ``13:00`` is a string (YAML 1.1 reads it as 780, a base-60 integer).
 Timestamps follow YAML 1.1 (unquoted ``2026-01-01T00:00:00`` is a datetime); naive datetimes are
@@ -53,7 +54,7 @@ from registry.definitions.schema import (
     ProcessSpec,
     Settings,
 )
-from registry.definitions.yaml_source import KeyPath, Where, YamlLoader, parse_file
+from registry.definitions.yaml_source import AnyLoader, KeyPath, Where, YamlLoader, parse_file
 from registry.errors import DefinitionError, Problem, ProcessNotFound
 from registry.model import Missed, ProcessDef, Ranking, RegistryDef, Source
 
@@ -64,6 +65,7 @@ _TAG = "tag:yaml.org,2002:"
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = 60
 _short = _repr.repr
+_NAME = re.compile(NAME_PATTERN)
 
 
 # -- validation with pydantic ----------------------------------------------------------------------
@@ -221,22 +223,27 @@ def _check_graph(entries: Mapping[str, _Entry], problems: list[Problem]) -> list
 
     Returns the processes on cycles, one set per strongly connected component (each cycle is
     reported once, on its first process by name)."""
-    graph: nx.DiGraph[str] = nx.DiGraph()
-    graph.add_nodes_from(entries)
+    edges: list[tuple[str, str]] = []
     for name, entry in entries.items():
         seen: set[str] = set()
         for i, ancestor in enumerate(entry.spec.ancestors):
-            path = ("processes", name, "ancestors", i)
             if ancestor == name:
-                problems.append(entry.where.problem(path, "lists itself as an ancestor"))
+                message = "lists itself as an ancestor"
             elif ancestor in seen:
-                problems.append(entry.where.problem(path, f"ancestor {ancestor!r} listed twice"))
+                message = f"ancestor {ancestor!r} listed twice"
             elif ancestor not in entries:
-                hint = _did_you_mean(ancestor, list(entries))
-                problems.append(entry.where.problem(path, f"unknown ancestor {ancestor!r}{hint}"))
+                message = f"unknown ancestor {ancestor!r}{_did_you_mean(ancestor, list(entries))}"
             else:
-                graph.add_edge(ancestor, name)
+                edges.append((ancestor, name))
+                seen.add(ancestor)
+                continue
             seen.add(ancestor)
+            problems.append(entry.where.problem(("processes", name, "ancestors", i), message))
+    if _acyclic(entries, edges):
+        return []
+    graph: nx.DiGraph[str] = nx.DiGraph()
+    graph.add_nodes_from(entries)
+    graph.add_edges_from(edges)
     cyclic: list[set[str]] = []
     for component in nx.strongly_connected_components(graph):
         if len(component) < 2:
@@ -254,6 +261,25 @@ def _check_graph(entries: Mapping[str, _Entry], problems: list[Problem]) -> list
     return cyclic
 
 
+def _acyclic(nodes: Collection[str], edges: Sequence[tuple[str, str]]) -> bool:
+    """Whether the graph has no cycle (Kahn's algorithm: every node can be taken in order)."""
+    children: dict[str, list[str]] = {}
+    waiting = dict.fromkeys(nodes, 0)  # ancestors not yet taken
+    for ancestor, child in edges:
+        children.setdefault(ancestor, []).append(child)
+        waiting[child] += 1
+    ready = [node for node, count in waiting.items() if not count]
+    taken = 0
+    while ready:
+        node = ready.pop()
+        taken += 1
+        for child in children.get(node, ()):
+            waiting[child] -= 1
+            if not waiting[child]:
+                ready.append(child)
+    return taken == len(waiting)
+
+
 # -- building the definitions ----------------------------------------------------------------------
 
 
@@ -267,7 +293,7 @@ def _aware(value: Any, tz: zoneinfo.ZoneInfo) -> Any:
 def _definition(
     name: str, spec: ProcessSpec, tz: zoneinfo.ZoneInfo, source: Source | None
 ) -> ProcessDef:
-    values = {key: getattr(spec, key) for key in ProcessSpec.model_fields}
+    values = dict(spec.__dict__)  # the model's fields, as ``getattr`` would give each one
     values.update(
         params=dict(spec.params),
         resources=dict(spec.resources),
@@ -370,7 +396,7 @@ def _load_processes(
 
 def process_name_problem(name: str) -> str | None:
     """Why ``name`` cannot name a process (pattern, length), or ``None``."""
-    if not re.match(NAME_PATTERN, name):
+    if not _NAME.match(name):
         return f"invalid process name {name!r}: must match {NAME_PATTERN}"
     if len(name) > NAME_MAX_LENGTH:
         return f"process name of {len(name)} characters is too long (at most {NAME_MAX_LENGTH})"
@@ -441,7 +467,7 @@ def _entry_of(process: ProcessDef) -> _Entry:
 
 def _from_text(text: str) -> Any:
     """A command-line value read as a YAML scalar or flow collection; otherwise the text itself."""
-    loader: YamlLoader | None = None
+    loader: AnyLoader | None = None
     try:
         loader = YamlLoader(text)
         node = loader.get_single_node()

@@ -56,6 +56,7 @@ NAME_MAX_LENGTH = 200
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 TARGET_PATTERN = rf"^{_IDENT}(?:\.{_IDENT})*:{_IDENT}(?:\.{_IDENT})*$"
+_TARGET = re.compile(TARGET_PATTERN)
 TIME_OF_DAY_PATTERN = r"^(?:[01]?[0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9])?$"
 #: process fields that ``defaults`` may not hold
 PROCESS_ONLY = frozenset({"run", "command", "cron", "every", "ancestors"})
@@ -84,7 +85,7 @@ def _cron(value: Any) -> str:
 
 
 def _target(value: Any) -> str:
-    if not isinstance(value, str) or not re.match(TARGET_PATTERN, value):
+    if not isinstance(value, str) or not _TARGET.match(value):
         raise ValueError(f"expected 'module:callable', got {value!r}")
     return value
 

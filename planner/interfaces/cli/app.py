@@ -22,13 +22,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from planner.interfaces.terminal import console
 from registry.errors import PlannerError
-from registry.storage.store import Store, open_store, resolve_url
+
+if TYPE_CHECKING:  # the store (SQLAlchemy, Alembic) is imported by the commands that open it
+    from registry.storage.store import Store
 
 __all__ = ["Env", "InternalError", "PlannerGroup", "UserError", "cli", "main", "pass_env", "utcnow"]
 
@@ -37,6 +39,14 @@ log = logging.getLogger("planner.interfaces.cli.app")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def open_store(url: str | None = None, *, create: bool = True) -> Store:
+    """``registry.storage.store.open_store``, imported when a command first opens the store:
+    ``validate``, ``schema`` and ``simulate`` do not pay for SQLAlchemy and Alembic."""
+    from registry.storage.store import open_store as open_database
+
+    return open_database(url, create=create)
 
 
 # -- errors and exit codes ----------------------------------------------------------------------
@@ -162,6 +172,8 @@ def cli(ctx: click.Context, url: str | None, verbose: int) -> None:
     ctx.obj = Env(url=url, verbose=verbose)
     if verbose:
         from rich.logging import RichHandler
+
+        from registry.storage.store import resolve_url
 
         handler = RichHandler(console=console(stderr=True), show_path=False)
         logging.basicConfig(

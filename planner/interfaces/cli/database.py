@@ -12,9 +12,6 @@ import click
 
 from planner.interfaces.cli.app import Env, cli, pass_env
 from registry.errors import NoDatabase
-from registry.storage import schema_version
-from registry.storage.engine import database_url
-from registry.storage.store import resolve_url
 
 __all__ = ["current", "db", "upgrade"]
 
@@ -25,6 +22,9 @@ def db() -> None:
 
 
 def _existing_url(env: Env) -> str:
+    from registry.storage.engine import database_url  # Alembic & co.: only for these commands
+    from registry.storage.store import resolve_url
+
     url = resolve_url(env.url)
     parsed = database_url(url)  # UnsupportedDatabase for a URL we cannot use
     if parsed.get_backend_name() == "sqlite":
@@ -40,6 +40,8 @@ def _existing_url(env: Env) -> str:
 @pass_env
 def current(env: Env) -> None:
     """Print the database's schema revision and this planner's."""
+    from registry.storage import schema_version
+
     url = _existing_url(env)
     revision = schema_version.current(url)
     head = schema_version.head()
@@ -55,6 +57,8 @@ def current(env: Env) -> None:
 @pass_env
 def upgrade(env: Env) -> None:
     """Migrate the database to this planner's schema revision, keeping every record."""
+    from registry.storage import schema_version
+
     url = _existing_url(env)
     before, after = schema_version.upgrade(url)
     if before == after:

@@ -21,13 +21,13 @@ from planner.interfaces.cli.app import Env, cli, pass_env, utcnow
 from planner.interfaces.cli.params import ADAPT, DURATION
 from planner.interfaces.terminal import FAILED, apply_lines, live_display, run_summary_view, show
 from registry.records import ErrorInfo
-from registry.storage.store import Store
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from planner.live.cluster import Adapt, Connection
     from planner.live.loop import LiveDriver
+    from registry.storage.store import Store
 
 __all__ = ["run"]
 

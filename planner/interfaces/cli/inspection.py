@@ -30,6 +30,7 @@ from planner.interfaces.cli.params import (
 )
 from planner.interfaces.terminal import (
     FAILED,
+    PLAN_WAITS_SHOWN,
     attempts_table,
     emit_json,
     explanation_json,
@@ -49,12 +50,12 @@ from registry.definitions.durations import parse_duration
 from registry.errors import ProcessNotFound
 from registry.lifecycle import RunStatus
 from registry.records import RequestKind
-from registry.storage.store import Store
 
 if TYPE_CHECKING:
     from planner.core.planner import Planner
     from planner.simulation.simulate import Outcome
     from registry.model import RegistryDef
+    from registry.storage.store import Store
 
 __all__ = ["explain", "history", "plan", "simulate", "status"]
 
@@ -103,10 +104,19 @@ def _dry_run_core(
 @cli.command()
 @click.option("--at", "at", type=TIME, help="ISO-8601 time (naive: registry timezone) or now.")
 @click.option("--slots", type=click.IntRange(min=1), help="Slots to plan for.")
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help=f"List every waiting process (the table shows the first {PLAN_WAITS_SHOWN}).",
+)
 @format_option
 @pass_env
-def plan(env: Env, at: datetime | None, slots: int | None, fmt: str) -> None:
-    """One dry-run tick from the database state: start or wait, with reasons."""
+def plan(env: Env, at: datetime | None, slots: int | None, show_all: bool, fmt: str) -> None:
+    """One dry-run tick from the database state: start or wait, with reasons.
+
+    The table lists every start and the first waiting processes, then counts the others by
+    reason; ``--all`` lists them all, and ``--format json`` is always complete."""
     store = env.store()
     registry, applied = store.load_registry()
     tz = timezone_of(registry)
@@ -115,7 +125,7 @@ def plan(env: Env, at: datetime | None, slots: int | None, fmt: str) -> None:
     if fmt == "json":
         emit_json(plan_json(when, decisions, tz))
     else:
-        show(plan_table(when, decisions, tz))
+        show(plan_table(when, decisions, tz, waits=None if show_all else PLAN_WAITS_SHOWN))
 
 
 @cli.command()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -25,7 +25,9 @@ from planner.interfaces.cli.params import require
 from planner.interfaces.terminal import value_text
 from registry.model import RegistryDef
 from registry.records import RequestKind
-from registry.storage.store import Store
+
+if TYPE_CHECKING:
+    from registry.storage.store import Store
 
 __all__ = ["cancel", "hold", "release", "reset", "set_fields", "trigger"]
 

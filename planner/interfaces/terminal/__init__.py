@@ -25,6 +25,7 @@ from planner.interfaces.terminal.graphs import graph_dot, graph_mermaid
 from planner.interfaces.terminal.status_line import live_display, live_status
 from planner.interfaces.terminal.style import FAILED, console, emit_json, iso, show, value_text
 from planner.interfaces.terminal.views import (
+    PLAN_WAITS_SHOWN,
     apply_lines,
     attempts_table,
     explanation_view,
@@ -36,6 +37,7 @@ from planner.interfaces.terminal.views import (
 
 __all__ = [
     "FAILED",
+    "PLAN_WAITS_SHOWN",
     "apply_lines",
     "attempt_json",
     "attempts_table",

@@ -35,6 +35,7 @@ from registry.model import RegistryDef
 from registry.records import ActiveRun, ApplyResult, AttemptRecord, ErrorInfo, LoggedDecision
 
 __all__ = [
+    "PLAN_WAITS_SHOWN",
     "apply_lines",
     "attempts_table",
     "explanation_view",
@@ -66,7 +67,21 @@ def apply_lines(result: ApplyResult) -> list[str]:
 # -- plan ---------------------------------------------------------------------------------------
 
 
-def plan_table(at: datetime, decisions: Sequence[Decision], tz: tzinfo) -> Table:
+#: waiting processes the ``plan`` table lists before it counts the rest (``planner plan --all``)
+PLAN_WAITS_SHOWN = 20
+
+
+def plan_table(
+    at: datetime,
+    decisions: Sequence[Decision],
+    tz: tzinfo,
+    *,
+    waits: int | None = PLAN_WAITS_SHOWN,
+) -> RenderableType:
+    """Every start, then the first ``waits`` waiting processes in the planner's order (the best
+    candidates held back by capacity first), and a count of the others by their first reason;
+    ``waits=None`` lists them all. A registry of 20,000 processes is a screen, not 20,000 rows:
+    the JSON document (``plan_json``) is the complete one."""
     starts = sum(d.decision == "start" for d in decisions)
     table = new_table(
         f"plan at {when_text(at, tz)}: {starts} to start, {len(decisions) - starts} waiting",
@@ -74,10 +89,27 @@ def plan_table(at: datetime, decisions: Sequence[Decision], tz: tzinfo) -> Table
         "decision",
         "reasons",
     )
+    hidden: Counter[str] = Counter()
+    shown_waits = 0
     for d in decisions:
+        if d.decision != "start":
+            if waits is not None and shown_waits >= waits:
+                hidden[d.reasons[0].code.value if d.reasons else "-"] += 1
+                continue
+            shown_waits += 1
         style = "bold green" if d.decision == "start" else ""
         add_row(table, d.process, Text(d.decision, style=style), reasons_text(d.reasons))
-    return table
+    if not hidden:
+        return table
+    counts = ", ".join(f"{code} {n:,}" for code, n in hidden.most_common())
+    more = sum(hidden.values())
+    return Group(
+        table,
+        Text(
+            f"… and {more:,} more waiting ({counts}); "
+            "`planner plan --all` lists every process, `--format json` too"
+        ),
+    )
 
 
 # -- simulate -----------------------------------------------------------------------------------
