@@ -6,10 +6,11 @@
    ``handle`` call is timed (``time.perf_counter_ns``), and only while the slots are full before
    the completion, so every sample is "a slot frees, decide who takes it". When the DAG runs out
    before enough samples (1k processes), a fresh planner over the next seed continues.
-2. **Cold full replan** (``cold_replan``): (a) ``Planner(...)`` from the registry — graph and
-   critical paths included, (b) the first ``handle(now)``, which evaluates every process, (c)
-   ``plan(now)``, the full dry run, plus a bare ``networkx`` topological sort of the same graph and
-   the core's critical-path pass alone, for reference.
+2. **Cold full replan** (``cold_replan``, per scenario): (a) ``Planner(...)`` from the registry —
+   graph and critical paths included, (b) the first ``handle(now)``, which evaluates every
+   process, (c) ``plan(now)``, the full dry run (right after (b): the evaluations it keeps still
+   hold), plus a bare ``networkx`` topological sort of the same graph and the core's
+   critical-path pass alone, for reference.
 
 Run ``python -m benchmarks.bench_core --help``; ``--profile`` prints cProfile hotspots instead.
 """
@@ -221,6 +222,7 @@ def steady_state(
 class ColdReplan:
     n: int
     gc: str  # "default" | "disabled"
+    scenario: str
     edges: int
     repeats: int
     build_s: float  # Planner(...): states, graph, critical paths
@@ -234,13 +236,19 @@ class ColdReplan:
 
 
 def cold_replan(
-    n: int, *, seed: int = 0, slots: int = 8, repeats: int = 3, disable_gc: bool = False
+    n: int,
+    *,
+    scenario: str = "layered",
+    seed: int = 0,
+    slots: int = 8,
+    repeats: int = 3,
+    disable_gc: bool = False,
 ) -> ColdReplan:
     """Median over ``repeats`` fresh planners of each phase (the registry is built once).
 
     ``disable_gc`` switches the cyclic collector off for the timed phases — a diagnostic showing
     how much of the time is the collector re-scanning the planner's growing state."""
-    registry, _shape = layered_dag(n, seed=seed)
+    registry, _shape = generate(n, scenario, seed)
     edge_list = [(a, p.name) for p in registry.processes.values() for a in p.ancestors]
     builds: list[float] = []
     firsts: list[float] = []
@@ -278,6 +286,7 @@ def cold_replan(
     return ColdReplan(
         n=n,
         gc="disabled" if disable_gc else "default",
+        scenario=scenario,
         edges=len(edge_list),
         repeats=repeats,
         build_s=statistics.median(builds),
@@ -367,14 +376,14 @@ def format_decisions(rows: Sequence[DecisionTimes]) -> str:
 
 def format_replans(rows: Sequence[ColdReplan]) -> str:
     head = (
-        "| processes | gc | edges | (a) build s | (b) first handle s | (c) plan s "
+        "| processes | scenario | gc | edges | (a) build s | (b) first handle s | (c) plan s "
         "| critical paths s | nx topo sort s | nx DiGraph s | goal (b),(c) ≤ 0.5 s |"
     )
-    lines = [head, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [head, "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         met = r.first_handle_s <= REPLAN_GOAL_S and r.plan_s <= REPLAN_GOAL_S
         seconds = (r.build_s, r.first_handle_s, r.plan_s, r.critical_paths_s, r.topo_sort_s)
-        cells = [f"{r.n:,}", r.gc, f"{r.edges:,}", *(f"{x:.3f}" for x in seconds)]
+        cells = [f"{r.n:,}", r.scenario, r.gc, f"{r.edges:,}", *(f"{x:.3f}" for x in seconds)]
         cells += [f"{r.nx_build_s:.3f}", "met" if met else "NOT met"]
         lines.append(_row(cells))
     return "\n".join(lines)
@@ -417,8 +426,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(format_decisions(decisions))
     print()
     replans = [
-        cold_replan(n, seed=args.seed, slots=args.slots, repeats=args.repeats, disable_gc=v)
+        cold_replan(
+            n,
+            scenario=scenario,
+            seed=args.seed,
+            slots=args.slots,
+            repeats=args.repeats,
+            disable_gc=v,
+        )
         for n in args.sizes
+        for scenario in args.scenarios
         for v in ([False, True] if args.gc_variants else [False])
     ]
     print(format_replans(replans))

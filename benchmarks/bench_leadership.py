@@ -146,9 +146,10 @@ def _open(url: str) -> SqlStore | None:
         return None
 
 
-def duplicates_under_kills(runs: int, tmp: Path, *, every_s: float = 4.0) -> dict[str, Any]:
+def duplicates_under_kills(
+    runs: int, tmp: Path, *, every_s: float = 4.0, processes: int = 50
+) -> dict[str, Any]:
     log = tmp / "executions.log"
-    processes = 50
     lines = ["slots: 8", "processes:"]
     for i in range(processes):
         lines += [
@@ -166,12 +167,16 @@ def duplicates_under_kills(runs: int, tmp: Path, *, every_s: float = 4.0) -> dic
     args += ["--dashboard-address", ":0", "--page-port", "0"]
     planners = [_start(args, tmp / "chaos.log"), _start(args, tmp / "chaos.log")]
     store = _until(lambda: _open(db), 60, "the database")
-    kills = worker_kills = 0
+    kills = worker_kills = exits = 0
     rng = random.Random(7)
     began = time.monotonic()
     try:
         while _succeeded(store) < runs:
             time.sleep(every_s)  # the chaos rhythm, not synchronisation
+            for i, proc in enumerate(planners):  # one that exited by itself is started again
+                if proc.poll() is not None:
+                    exits += 1
+                    planners[i] = _start(args, tmp / "chaos.log")
             pid = _holder_pid(store)
             holder = next((p for p in planners if p.pid == pid), None)
             if holder is None:
@@ -203,6 +208,7 @@ def duplicates_under_kills(runs: int, tmp: Path, *, every_s: float = 4.0) -> dic
         "runs_with_two_successes": double_success,
         "planner_kills": kills,
         "worker_kills": worker_kills,
+        "planner_exits": exits,  # planners that ended by themselves (restarted)
         "seconds": elapsed,
     }
 
@@ -284,6 +290,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--lease-timeout", type=float, default=3.0)
     parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument(
+        "--processes", type=int, default=50, help="every: 1s processes (duplicates)"
+    )
     parser.add_argument("--chain", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="3 trials, 500 runs, chain 100")
@@ -308,11 +317,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"{len(times)} trials: p50 {statistics.median(times):.2f}s, max {max(times):.2f}s"
             )
         if args.only in (None, "duplicates"):
-            d = duplicates_under_kills(args.runs, tmp)
+            d = duplicates_under_kills(args.runs, tmp, processes=args.processes)
             results["duplicates"] = d
             print(
                 f"{d['runs_succeeded']} runs, {d['planner_kills']} planner kills, "
-                f"{d['worker_kills']} worker kills in {d['seconds']:.0f}s: "
+                f"{d['worker_kills']} worker kills, {d['planner_exits']} planner exits "
+                f"in {d['seconds']:.0f}s: "
                 f"{d['duplicate_attempts']} attempts executed twice, "
                 f"{d['runs_with_two_successes']} runs with two successes "
                 f"({d['executions']} executions)"

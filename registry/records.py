@@ -173,6 +173,8 @@ class NewRun:
     queued: datetime
     params: Mapping[str, Any] = field(default_factory=dict)
     request_id: int | None = None
+    #: a chained run: handed to Dask ahead of its ancestor's end, ``pending`` until it starts
+    pending: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,10 +189,13 @@ class NextAttempt:
 @dataclass(slots=True, kw_only=True)
 class Turn:
     """Everything one turn of the live loop records, written in one transaction and in this
-    order: starts, ends, cancelled retries, saved states, new runs, next attempts, handled
-    requests. A bounded number of statements whatever the counts (``Store.record_turn``)."""
+    order: withdrawn and confirmed chained runs, starts, ends, cancelled retries, saved states,
+    new runs, next attempts, handled requests. A bounded number of statements whatever the
+    counts (``Store.record_turn``)."""
 
     at: datetime
+    withdrawn: list[str] = field(default_factory=list)  # pending runs to delete: never started
+    confirmed: list[str] = field(default_factory=list)  # pending runs now queued: they started
     started: list[AttemptStart] = field(default_factory=list)
     ended: list[AttemptEnd] = field(default_factory=list)
     cancelled_retries: list[str] = field(default_factory=list)
@@ -201,7 +206,9 @@ class Turn:
 
     def __bool__(self) -> bool:
         return bool(
-            self.started
+            self.withdrawn
+            or self.confirmed
+            or self.started
             or self.ended
             or self.cancelled_retries
             or self.states

@@ -1,8 +1,9 @@
 """The pure planning core: events in, decisions with reasons out.
 
 Holds the dependency graph (``graph``), fire times (``schedule``), per-process state (``state``),
-the readiness rules and their reason codes (``readiness``), ranking (``ranking``), capacity and
-reservations (``capacity``, ``reservation``), explanations (``explain``), the event and decision
+the readiness rules and their reason codes (``readiness``), ranking (``ranking``), the candidate
+list grouped by capacity needs (``candidates``), capacity and reservations (``capacity``,
+``reservation``), explanations (``explain``), the event and decision
 types (``events``) and the ``Planner`` that ties them together (``planner``).
 
 May import: the standard library, networkx/croniter/sortedcontainers, and ``registry``'s domain

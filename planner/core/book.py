@@ -20,9 +20,8 @@ from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 
-from sortedcontainers import SortedList
-
 from planner.core import capacity
+from planner.core.candidates import Candidates
 from planner.core.events import (
     CapacityChanged,
     Event,
@@ -68,7 +67,7 @@ class ProcessBook:
         self.states: dict[str, ProcState] = {}
         self.orphans: dict[str, ProcState] = {}  # removed from the registry, runs still in flight
         self.dag = Dag()
-        self.candidates: SortedList = SortedList()
+        self.candidates = Candidates(self.states)
         self.dirty: set[str] = set()
         self.reserved: set[str] = set()  # processes with reserve: true
         self.wakeups: list[tuple[datetime, int, str]] = []
@@ -77,6 +76,8 @@ class ProcessBook:
         self.pool_use: Counter[str] = Counter()
         self.resource_use: Counter[str] = Counter()
         self._pending_settled: list[RunSettled] = []
+        self._sorted_names: list[str] | None = None  # the processes by name, until one changes
+        self.evaluations = 0  # how many evaluations were kept (``ProcState.evaluation``)
         #: the last run sequence number of each process not (or no longer) in ``states``
         self.retired: dict[str, int] = {n: h.runs_created for n, h in (histories or {}).items()}
         self._apply_registry(registry, applied_at or {}, histories or {})
@@ -239,6 +240,7 @@ class ProcessBook:
             self.run_index[run_id] = definition.name
         self._set_schedule(ps)
         self.states[definition.name] = ps
+        self._sorted_names = None
         self.dag.set_ancestors(definition.name, definition.ancestors)
         return ps
 
@@ -269,6 +271,7 @@ class ProcessBook:
 
     def _remove(self, name: str) -> None:
         ps = self.states.pop(name)
+        self._sorted_names = None
         self.retired[name] = ps.runs_created
         if ps.rank is not None:
             self.candidates.discard(ps.rank)
@@ -302,7 +305,7 @@ class ProcessBook:
             ps = self.states[key[-1]]
             ps.rank = rank_key(ps, self.registry.ranking)
             keys.append(ps.rank)
-        self.candidates = SortedList(keys)
+        self.candidates = Candidates(self.states, keys)
 
     # -- evaluation -------------------------------------------------------------------------------
 
@@ -311,6 +314,19 @@ class ProcessBook:
             ps.next_fire = ps.schedule.first_after(ps.last_fire)
             ps.next_fire_valid = True
         return evaluate(ps, now, self.states, tz=self.tz, online_since=self.online_since)
+
+    def _names_in_order(self, names: set[str] | None) -> list[str]:
+        """The processes among ``names`` (all of them: None), sorted by name.
+
+        For many names, the registry in name order (kept until a process comes or goes),
+        filtered: cheaper than sorting a cold evaluation's every name each time."""
+        if names is not None and len(names) * 8 < len(self.states):
+            return sorted(n for n in names if n in self.states)
+        if self._sorted_names is None:
+            self._sorted_names = sorted(self.states)
+        if names is None:
+            return self._sorted_names
+        return [n for n in self._sorted_names if n in names]
 
     def _pop_wakeups(self, now: datetime) -> None:
         heap = self.wakeups

@@ -49,6 +49,27 @@ def fits(
     return all(totals[k] - use[k] >= v for k, v in wanted.items())
 
 
+def need_blocker(
+    pool: str | None,
+    resources: Mapping[str, float],
+    *,
+    registry: RegistryDef,
+    pool_use: Counter[str],
+    resource_use: Counter[str],
+    workers: Sequence[Mapping[str, float]] | None,
+) -> Reason | None:
+    """Why nothing that needs ``pool`` and ``resources`` can start now (full pool, no worker
+    with the resources free), or None. The same for every candidate with these needs."""
+    if pool is not None:
+        size = registry.pools.get(pool, 0)
+        if pool_use[pool] >= size:
+            return Reason(Code.POOL, f"pool {pool!r}: {pool_use[pool]} of {size} in use")
+    if resources and not fits(resources, resource_use, workers):
+        wanted = ", ".join(f"{k}={v:g}" for k, v in sorted(resources.items()))
+        return Reason(Code.RESOURCES, f"no worker has {wanted} free")
+    return None
+
+
 def blocker(
     ps: ProcState,
     now: datetime,
@@ -67,13 +88,17 @@ def blocker(
     d = ps.definition
     if free <= 0:
         return Reason(Code.SLOTS, f"all {slots} slots busy")
-    if d.pool is not None:
-        size = registry.pools.get(d.pool, 0)
-        if pool_use[d.pool] >= size:
-            return Reason(Code.POOL, f"pool {d.pool!r}: {pool_use[d.pool]} of {size} in use")
-    if d.resources and not fits(d.resources, resource_use, workers):
-        wanted = ", ".join(f"{k}={v:g}" for k, v in sorted(d.resources.items()))
-        return Reason(Code.RESOURCES, f"no worker has {wanted} free")
+    if d.pool is not None or d.resources:
+        reason = need_blocker(
+            d.pool,
+            d.resources,
+            registry=registry,
+            pool_use=pool_use,
+            resource_use=resource_use,
+            workers=workers,
+        )
+        if reason is not None:
+            return reason
     if holds:
         hold = blocking_hold(
             ps.name,

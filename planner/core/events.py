@@ -103,7 +103,17 @@ class ProcessReset:
     at: datetime
 
 
-Event = RegistryChanged | CapacityChanged | RunFinished | TriggerRequested | ProcessReset
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChainKept:
+    """The driver could not withdraw chained run ``run_id`` in time: Dask began it (its
+    ancestor succeeded first). Reported before any other event of the next step."""
+
+    run_id: str
+
+
+Event = (
+    RegistryChanged | CapacityChanged | RunFinished | TriggerRequested | ProcessReset | ChainKept
+)
 
 
 # -- instructions and decisions ------------------------------------------------------------------
@@ -129,6 +139,11 @@ class StartRun:
     params: Mapping[str, Any]
     final_attempt: bool  # no retry follows if this attempt fails
     request_id: int | None = None
+    #: in ``Step.chained``: the run in flight whose success starts this one (Dask starts it)
+    after: str | None = None
+    #: in ``Step.starts``: a chained run that now starts; it was recorded and handed to Dask
+    #: ahead, so the driver neither records nor submits it again
+    ahead: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -165,6 +180,10 @@ class Step:
     settled: tuple[RunSettled, ...] = ()
     decisions: tuple[Decision, ...] = ()  # only decisions that changed since the last step
     next_wakeup: datetime | None = None  # the earliest time a time-based rule may change
+    #: runs decided ahead, each to start when its ``after`` run succeeds (chained dispatch)
+    chained: tuple[StartRun, ...] = ()
+    #: chained runs withdrawn: they must not start, and leave no record
+    withdrawn: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,10 +14,15 @@ processes whose readiness rules all pass — sit in a sorted list under their ``
    time-based rule (fire, not_before, refresh window, retry delay, active period) may flip;
 3. re-evaluate the dirty processes, moving them in or out of the candidate list;
 4. walk the candidates best-first while slots are free, checking capacity (pools, Dask resources,
-   reservations); each start is an instruction for the driver.
+   reservations); each start is an instruction for the driver. The candidates are also grouped
+   by the pool and resources they need (``planner.core.candidates``): a group that cannot start
+   anything is skipped as a whole, visiting only members whose reasons a visit would change.
 
 So a completion costs O(descendants + starts · log n), not O(registry). ``plan(now)`` is the full,
-side-effect-free dry run behind ``planner plan``/``explain``; it evaluates every process.
+side-effect-free dry run behind ``planner plan``/``explain``; it re-evaluates every process whose
+last evaluation may not hold at ``now`` (all of them before any ``handle``). A plain single
+process waiting on its ancestors — most of a large DAG at a cold start — is evaluated by a short
+path (``readiness.evaluate``) that gives the same reasons as every rule in turn.
 
 Drivers (``planner.live`` for Dask, ``planner.simulation`` for the virtual clock) own time and
 I/O: they feed events with the instant they happened and carry out the returned ``Step``.
@@ -32,37 +37,47 @@ from datetime import datetime
 from typing import Any
 
 from planner.core import capacity
-from planner.core.book import ProcessBook
+from planner.core.candidates import Group, Walk
+from planner.core.chaining import Chain, Chaining, next_run
 from planner.core.events import (
+    ChainKept,
     Code,
     Decision,
     Event,
     Explanation,
     Reason,
+    RunFinished,
     StartKind,
     StartRun,
     Step,
 )
 from planner.core.explain import blocked_sentence
 from planner.core.ranking import rank_key
-from planner.core.readiness import Readiness, fire_to_run
+from planner.core.readiness import Readiness
 from planner.core.reservation import Hold
 from planner.core.state import Flight, ProcState
+from registry.model import ProcessDef
 
 
-class Planner(ProcessBook):
+class Planner(Chaining):
     """The pure planning core. Build it from a registry snapshot, then feed it ``handle`` calls."""
 
     # -- public API -------------------------------------------------------------------------------
 
+    def __init__(self, *args: Any, chaining: bool = True, **kwargs: Any) -> None:
+        """``ProcessBook``'s arguments; ``chaining=False`` never hands a run over ahead."""
+        self._chain_book()
+        self.chaining = chaining
+        super().__init__(*args, **kwargs)
+
     def handle(self, now: datetime, *events: Event) -> Step:
         """Apply ``events`` observed at ``now`` and decide what to start."""
         self.now = now
-        for event in events:
-            self._apply_event(event, now)
-        self._pop_wakeups(now)
         starts: list[StartRun] = []
         decisions: list[Decision] = []
+        withdrawn: list[str] = []
+        self._apply_events(now, events, starts, decisions, withdrawn)
+        self._pop_wakeups(now)
         while True:
             fresh = self._reevaluate(now, decisions)
             round_starts = self._allocate(now, fresh, decisions)
@@ -72,6 +87,7 @@ class Planner(ProcessBook):
             # what became a candidate again even when no slot is left
             if not round_starts or not self.dirty:
                 break
+        chained = self._revise_chains(now, withdrawn)
         settled, self._pending_settled = tuple(self._pending_settled), []
         return Step(
             at=now,
@@ -79,30 +95,74 @@ class Planner(ProcessBook):
             settled=settled,
             decisions=tuple(decisions),
             next_wakeup=self._next_wakeup(),
+            chained=tuple(chained),
+            withdrawn=tuple(withdrawn),
         )
 
     def settle(self, now: datetime, *events: Event) -> Step:
         """Apply ``events`` and report the runs they settle, deciding and starting nothing.
 
         For a driver that is stopping: what finished (or was cancelled) on the way out is
-        recorded with the same retry policy as ever, and no new run begins."""
-        self.observe(now, *events)
+        recorded with the same retry policy as ever, and no new run is decided: only chained runs
+        whose ancestor succeeded start (Dask began them); the driver withdraws the others."""
+        self.now = now
+        starts: list[StartRun] = []
+        withdrawn: list[str] = []
+        self._apply_events(now, events, starts, [], withdrawn)
         settled, self._pending_settled = tuple(self._pending_settled), []
-        return Step(at=now, settled=settled)
+        return Step(at=now, starts=tuple(starts), settled=settled, withdrawn=tuple(withdrawn))
+
+    def _apply_events(
+        self,
+        now: datetime,
+        events: Iterable[Event],
+        starts: list[StartRun],
+        decisions: list[Decision],
+        withdrawn: list[str],
+    ) -> None:
+        """Apply ``events``; chained runs whose ancestor succeeded start (Dask began them)."""
+        events = list(events)
+        for event in events:  # first: they restore what the last step withdrew
+            if isinstance(event, ChainKept):
+                chain = self._chain_kept(event.run_id)
+                if chain is not None:
+                    starts.append(self._start_ahead(chain, now, decisions))
+        self._withdrawals_final()
+        self._recheck_due_chains(now, withdrawn)
+        for event in events:
+            if isinstance(event, ChainKept):
+                continue
+            self._apply_event(event, now)
+            if isinstance(event, RunFinished):
+                chain = self._ancestor_ended(event.run_id, event.status, withdrawn)
+                if chain is not None:  # Dask starts it now: it takes the slot first
+                    starts.append(self._start_ahead(chain, now, decisions))
 
     def plan(self, now: datetime) -> list[Decision]:
         """Dry run at ``now``: each process with ``start``/``wait`` and reasons; changes nothing."""
-        evaluations = {name: self._evaluate(ps, now) for name, ps in self.states.items()}
+        evaluations: dict[str, Readiness] = {}  # of reserved processes, for their holds
+        reserved = self.reserved
         ranked: list[tuple[tuple[Any, ...], ProcState]] = []
-        waits: list[Decision] = []
-        for name, ps in self.states.items():
-            r = evaluations[name]
-            if r.candidate:
+        waits: list[Decision] = []  # in name order, as the registry is walked
+        # after a handle nothing is dirty: each last evaluation that still holds at ``now`` is
+        # what evaluating again would give (reserved ones are evaluated again for their holds)
+        cached = not self.dirty
+        for name in self._names_in_order(None):
+            ps = self.states[name]
+            last = ps.readiness
+            if cached and name not in reserved and self._still_holds(ps, last, now):
+                reasons = ps.reasons if last is None else last.reasons
+            else:
+                r = self._evaluate(ps, now)
+                reasons = r.reasons
+                if name in reserved:
+                    evaluations[name] = r
+            if reasons:
+                waits.append(Decision(process=name, decision="wait", reasons=reasons))
+            else:
                 since = ps.ready_since
                 ps_key = self._key_for(ps, since or now)
                 ranked.append((ps_key, ps))
-            else:
-                waits.append(Decision(process=name, decision="wait", reasons=r.reasons))
         ranked.sort(key=lambda item: item[0])
         free = self.slots - self.in_flight
         pool_use = Counter(self.pool_use)
@@ -110,7 +170,11 @@ class Planner(ProcessBook):
         holds = self._holds(now, evaluations)
         busy = self._busy_until(now) if holds else []
         out: list[Decision] = []
+        slots_full = (Reason(Code.SLOTS, f"all {self.slots} slots busy"),)
         for _key, ps in ranked:
+            if free <= 0:  # what blocker() says first, without asking it each time
+                out.append(Decision(process=ps.name, decision="wait", reasons=slots_full))
+                continue
             blocker = self._blocker(ps, now, free, pool_use, resource_use, holds, busy)
             if blocker is None:
                 out.append(Decision(process=ps.name, decision="start"))
@@ -121,7 +185,26 @@ class Planner(ProcessBook):
                     busy.append(ps.estimated_end(now, now))
             else:
                 out.append(Decision(process=ps.name, decision="wait", reasons=(blocker,)))
-        return out + sorted(waits, key=lambda d: d.process)
+        return out + waits
+
+    def _still_holds(self, ps: ProcState, r: Readiness | None, now: datetime) -> bool:
+        """Whether ``ps``'s last evaluation ``r`` is what evaluating it at ``now`` gives, when
+        nothing is dirty: ``now`` is within the span its time rules leave unchanged, and no
+        ancestor changed since. Every change of a process dirties it, and a dirty process is
+        evaluated again, so an ancestor that changed since has a later evaluation. (``r`` None:
+        a waiting process whose evaluation was not kept, its reasons say it all.)"""
+        at = ps.evaluated_at
+        if at is None or now < at:
+            return False
+        if r is not None and r.next_check is not None and now >= r.next_check:
+            return False
+        seq = ps.evaluation
+        states = self.states
+        for ancestor in ps.definition.ancestors:
+            anc = states.get(ancestor)
+            if anc is None or anc.evaluation > seq:
+                return False
+        return True
 
     def explain(self, name: str, now: datetime) -> Explanation:
         ps = self.states.get(name)
@@ -173,18 +256,24 @@ class Planner(ProcessBook):
         """Re-evaluate dirty processes; returns the candidates among them (their reasons are
         blank until the allocation gives them a capacity reason or starts them)."""
         fresh: list[ProcState] = []
+        joining: list[tuple[Any, ...]] = []
         dirty, self.dirty = self.dirty, set()
-        for name in sorted(dirty):  # sorted: decisions come out in the same order every run
-            ps = self.states.get(name)
-            if ps is None:
-                continue
+        # in name order: decisions come out in the same order every run
+        for name in self._names_in_order(dirty):
+            ps = self.states[name]
             r = self._evaluate(ps, now)
-            ps.readiness = r
+            # kept while it says more than the reasons: a candidate's (how it would start), a
+            # reserved process's (its reservation), or one a time rule will change; not for the
+            # bulk of a cold evaluation, waiting on ancestors (one object less per process)
+            keep = not r.reasons or r.next_check is not None or name in self.reserved
+            ps.readiness = r if keep else None
             ps.reasons = r.reasons
+            self.evaluations += 1
+            ps.evaluation, ps.evaluated_at = self.evaluations, now
             ps.check_version += 1  # the previous wake-up, if any, no longer applies
             if r.next_check is not None:
                 heapq.heappush(self.wakeups, (r.next_check, ps.check_version, name))
-            if r.candidate:
+            if not r.reasons:  # a candidate
                 if not ps.candidate:
                     ps.candidate = True
                     ps.ready_since = ps.ready_since or now
@@ -194,12 +283,15 @@ class Planner(ProcessBook):
                     if ps.rank is not None:
                         self.candidates.discard(ps.rank)
                     ps.rank = key
-                    self.candidates.add(key)
+                    joining.append(key)
+                else:
+                    self.candidates.unsettle(key)  # its reasons were just reset
             else:
                 if ps.rank is not None:
                     self.candidates.discard(ps.rank)
                 ps.rank, ps.candidate, ps.ready_since, ps.alarmed = None, False, None, False
                 self._note(ps, "wait", r.reasons, decisions)
+        self.candidates.update(joining)  # at once: a cold evaluation adds thousands
         return fresh
 
     # -- allocation -------------------------------------------------------------------------------
@@ -213,19 +305,21 @@ class Planner(ProcessBook):
         if free > 0 and self.candidates:
             holds = self._holds(now, None)
             busy = self._busy_until(now) if holds else []
-            i = 0
-            while free > 0 and i < len(self.candidates):
-                key = self.candidates[i]
+            # the candidates best-first, as if walked one by one; the walk leaves out members
+            # of full groups (pool, resources) whose hold-back would change nothing
+            walk = Walk(self.candidates, self._need_blocker)
+            for key in walk:
                 ps = self.states[key[-1]]
                 blocker = self._blocker(
                     ps, now, free, self.pool_use, self.resource_use, holds, busy
                 )
                 if blocker is not None:
                     blocked.add(ps.name)
-                    # alarming may move it forward in the list, never past position i
+                    # alarming may move it forward in the list, never past where the walk is
                     self._hold_back(ps, blocker, decisions)
-                    i += 1
+                    walk.visited(key)
                     continue
+                group = self.candidates.group_of(ps.name)
                 self.candidates.remove(key)
                 starts.append(self._start(ps, now))
                 self._note(ps, "start", (), decisions)
@@ -233,6 +327,9 @@ class Planner(ProcessBook):
                 if holds:
                     holds = [h for h in holds if h.process != ps.name]
                     busy.append(ps.estimated_end(now, now))
+                if free <= 0:
+                    break
+                walk.started(group)
         slots_full = Reason(Code.SLOTS, f"all {self.slots} slots busy")
         for ps in fresh:
             if ps.candidate and ps.name not in blocked and ps.rank is not None:
@@ -249,6 +346,8 @@ class Planner(ProcessBook):
                 self.candidates.discard(ps.rank)
                 ps.rank = rank_key(ps, self.registry.ranking)
                 self.candidates.add(ps.rank)
+        if ps.rank is not None:
+            self.candidates.settle(ps.rank, reason)
 
     def _blocker(
         self,
@@ -274,52 +373,49 @@ class Planner(ProcessBook):
             busy=busy,
         )
 
+    def _need_blocker(self, group: Group) -> Reason | None:
+        return capacity.need_blocker(
+            group.pool,
+            group.resources,
+            registry=self.registry,
+            pool_use=self.pool_use,
+            resource_use=self.resource_use,
+            workers=self.worker_resources,
+        )
+
     def _holds(self, now: datetime, evaluations: Mapping[str, Readiness] | None) -> list[Hold]:
         return capacity.reservation_holds(now, self.reserved, self.states, evaluations)
 
     def _busy_until(self, now: datetime) -> list[datetime | None]:
         return capacity.busy_until(now, self.run_index, self.states, self.orphans)
 
-    def _start(self, ps: ProcState, now: datetime) -> StartRun:
+    def _start_ahead(self, chain: Chain, now: datetime, decisions: list[Decision]) -> StartRun:
+        """Start the chained run whose ancestor just succeeded, as it was handed over."""
+        name = chain.start.process
+        ps = self.states.get(name) or self.orphans.get(name)
+        if ps is None:  # removed from the registry as its ancestor ended: account for it anyway
+            ps = self.orphans[name] = ProcState(definition=ProcessDef(name=name), anchor=now)
+        if ps.rank is not None:
+            self.candidates.discard(ps.rank)
+        ps.readiness = chain.readiness
+        start = self._start(ps, now, ahead=chain)
+        self._note(ps, "start", (), decisions)
+        return start
+
+    def _start(self, ps: ProcState, now: datetime, ahead: Chain | None = None) -> StartRun:
         r = ps.readiness
         assert r is not None
         d = ps.definition
-        if r.kind is StartKind.RETRY and r.retry is not None:
+        if ahead is not None:
+            flight = self._new_flight(ps, ahead.plan, now, ahead.start.run_id)
+        elif r.kind is StartKind.RETRY and r.retry is not None:
             flight = ps.retrying.pop(r.retry.run_id)
             flight.attempt += 1
             flight.retry_at = None
             flight.started = now
             flight.pool, flight.resources = d.pool, dict(d.resources)
         else:
-            params = dict(d.params)
-            request_id = None
-            # the next run that starts satisfies a pending trigger, whatever started it: a
-            # trigger is never starved by the process's own scheduled runs
-            trigger = r.trigger if r.kind is StartKind.TRIGGER else None
-            if trigger is None and ps.triggers:
-                trigger = next((x for x in ps.triggers if not x.force), ps.triggers[0])
-            if trigger is not None and trigger in ps.triggers:
-                ps.triggers.remove(trigger)
-                params.update(trigger.params)
-                request_id = trigger.request_id
-            scheduled = r.scheduled if r.kind is StartKind.TRIGGER else now
-            if r.kind is StartKind.FIRE:
-                # the evaluation may be older than now (a candidate waiting for a slot): fires
-                # that passed meanwhile collapse into this run too (missed: latest/skip)
-                scheduled = fire_to_run(ps, now)
-                ps.last_fire = scheduled
-                ps.next_fire_valid = False
-            flight = Flight(
-                run_id=ps.new_run_id(),
-                attempt=1,
-                scheduled=scheduled,
-                started=now,
-                params=params,
-                request_id=request_id,
-                pool=d.pool,
-                resources=dict(d.resources),
-            )
-            self.run_index[flight.run_id] = ps.name
+            flight = self._new_flight(ps, next_run(ps, r, now), now, None)
         ps.flights[flight.run_id] = flight
         ps.last_start = now
         ps.candidate, ps.rank, ps.ready_since, ps.alarmed = False, None, None, False
@@ -336,12 +432,13 @@ class Planner(ProcessBook):
             params=flight.params,
             final_attempt=flight.attempt > d.retries,
             request_id=flight.request_id,
+            ahead=ahead is not None,
         )
 
     def _note(
         self, ps: ProcState, decision: str, reasons: tuple[Reason, ...], out: list[Decision]
     ) -> None:
-        codes = (decision, tuple(r.code for r in reasons))
+        codes = logged_codes(decision, reasons)
         if decision == "start" or ps.logged != codes:
             ps.logged = codes
             out.append(Decision(process=ps.name, decision=decision, reasons=reasons))
@@ -353,6 +450,23 @@ class Planner(ProcessBook):
             return rank_key(ps, self.registry.ranking)
         finally:
             ps.ready_since = saved
+
+
+_LOGGED: dict[tuple[str, Code | None], tuple[str, tuple[Code, ...]]] = {}
+
+
+def logged_codes(decision: str, reasons: tuple[Reason, ...]) -> tuple[str, tuple[Code, ...]]:
+    """What ``ProcState.logged`` remembers of a decision: the decision and its reason codes.
+
+    Shared tuples for the common shapes (no reason, one reason): a cold evaluation notes a
+    decision per process, and each new tuple would be one more object for the collector."""
+    if len(reasons) > 1:
+        return (decision, tuple([r.code for r in reasons]))
+    key = (decision, reasons[0].code if reasons else None)
+    codes = _LOGGED.get(key)
+    if codes is None:
+        codes = _LOGGED[key] = (decision, (key[1],) if key[1] is not None else ())
+    return codes
 
 
 def starts_by_process(steps: Iterable[Step]) -> dict[str, int]:

@@ -55,6 +55,9 @@ def ancestor_problems(ps: ProcState, states: Mapping[str, ProcState]) -> list[st
     return stale
 
 
+_DONE = Reason(Code.DONE, "single process already succeeded")
+
+
 def evaluate(
     ps: ProcState,
     t: datetime,
@@ -64,6 +67,49 @@ def evaluate(
     online_since: datetime,
 ) -> Readiness:
     """Every readiness rule of the SPEC for ``ps`` at ``t``. ``ps.next_fire`` must be current."""
+    d = ps.definition
+    if (
+        # the common case, cheaply: a plain single process that nothing but its ancestors (and
+        # having succeeded) can hold back — most of a large DAG waiting on its ancestors
+        not ps.flights
+        and not ps.retrying
+        and not ps.triggers
+        and d.cron is None
+        and d.every is None
+        and d.enabled
+        and not d.hold
+        and d.start_at is None
+        and d.end_at is None
+        and d.max_runs is None
+        and d.refresh_window is None
+        and d.not_before is None
+        and d.max_active > 0
+        and ps.invalid is None
+        and ps.last_outcome not in _FAILED
+    ):
+        stale = ancestor_problems(ps, states) if d.ancestors else None
+        if ps.successes:
+            reasons: tuple[Reason, ...] = (_DONE,)
+            if stale:
+                reasons = (_DONE, Reason(Code.ANCESTORS, ", ".join(stale)))
+        elif stale:
+            reasons = (Reason(Code.ANCESTORS, ", ".join(stale)),)
+        else:
+            reasons = ()
+        opens_at = None if ps.successes else t
+        return Readiness(reasons, StartKind.SINGLE, t, None, opens_at)
+    return evaluate_rules(ps, t, states, tz=tz, online_since=online_since)
+
+
+def evaluate_rules(
+    ps: ProcState,
+    t: datetime,
+    states: Mapping[str, ProcState],
+    *,
+    tz: ZoneInfo,
+    online_since: datetime,
+) -> Readiness:
+    """``evaluate`` without its shortcut for plain single processes: each rule in turn."""
     if ps.invalid is not None:  # no rule can be judged on a definition the store refused
         return Readiness(
             reasons=(Reason(Code.INVALID, ps.invalid),),
@@ -132,7 +178,7 @@ def evaluate(
             )
             own_hard = True
         elif ps.successes > 0 and d.refresh_window is None:
-            own.append(Reason(Code.DONE, "single process already succeeded"))
+            own.append(_DONE)
             own_hard = True
         elif 0 < ps.running < d.max_active and d.refresh_window is None:
             # it runs once: no second run while the first is in flight (with max_active > 1;

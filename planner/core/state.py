@@ -11,7 +11,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from planner.core.events import Code, Reason, StartKind, TriggerRequested
 from planner.core.schedule import Schedule
@@ -37,9 +37,11 @@ class Flight:
     resources: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Readiness:
-    """The outcome of evaluating every readiness rule of one process at one instant."""
+class Readiness(NamedTuple):
+    """The outcome of evaluating every readiness rule of one process at one instant.
+
+    Immutable like the frozen dataclasses, but a named tuple: a cold evaluation builds one per
+    process, and a tuple is several times cheaper to build than a frozen dataclass."""
 
     reasons: tuple[Reason, ...]
     kind: StartKind
@@ -85,7 +87,11 @@ class ProcState:
     logged: tuple[str, tuple[Code, ...]] | None = None  # last decision reported
     #: why its definition in the store is refused; while set, ``definition`` is a placeholder
     invalid: str | None = None
-    readiness: Readiness | None = None  # the last evaluation
+    #: the last evaluation, while it says more than ``reasons`` (a candidate's, a reserved
+    #: process's, one with a time rule pending); None for a process that waits on rules alone
+    readiness: Readiness | None = None
+    evaluated_at: datetime | None = None  # the instant of the last evaluation
+    evaluation: int = 0  # the book's sequence number of the last evaluation (later: larger)
 
     @property
     def name(self) -> str:

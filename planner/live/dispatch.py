@@ -25,9 +25,11 @@ so the loop's backstop for a silent worker (``lingering``) must not free its slo
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -106,6 +108,21 @@ def run_attempt(spec: JobSpec, key: str, token: str | None = None) -> JobOutcome
     return outcome
 
 
+def run_chained(
+    ancestor: JobOutcome, spec: JobSpec, key: str, token: str | None = None
+) -> JobOutcome:
+    """The task of a chained attempt: Dask runs it once its ancestor's task ended, with that
+    task's outcome. It runs the attempt only if the ancestor succeeded (and, at the claim, only
+    if the planner did not withdraw it); otherwise it returns at once, having run nothing."""
+    if not isinstance(ancestor, JobOutcome) or ancestor.status is not RunStatus.SUCCEEDED:
+        now = datetime.now(UTC)
+        error = ErrorInfo(type="Withdrawn", message="its ancestor did not succeed")
+        return JobOutcome(
+            status=RunStatus.CANCELLED, start=now, end=now, worker="unknown", error=error
+        )
+    return run_attempt(spec, key, token)
+
+
 def _worker_address() -> str:
     try:
         return str(get_worker().address)
@@ -171,6 +188,9 @@ class Dispatcher:
         self.started: set[str] = set()  # keys a worker said it started
         self.overdue: set[str] = set()  # keys of callables past their timeout, still running
         self.cancelling: dict[str, str] = {}  # key -> reason, for keys asked to cancel
+        self.tokens: dict[str, str] = {}  # key -> token, for chained attempts (withdrawals)
+        self.instance = uuid.uuid4().hex  # with a counter: a token per submission, no syscall
+        self.submissions = itertools.count()
         client.subscribe_topic(TOPIC, self._on_event)
         quicken(client)
         once.install(client)
@@ -217,7 +237,7 @@ class Dispatcher:
                 self.submit(group[0], resources=dict(resource_set))
                 continue
             keys = [attempt_key(spec.run_id, spec.attempt) for spec in group]
-            tokens = [f"{key}/{uuid.uuid4().hex}" for key in keys]
+            tokens = [self._token(key) for key in keys]
             futures = self.client.map(
                 run_attempt,
                 group,
@@ -233,9 +253,54 @@ class Dispatcher:
                 if self.remote:
                     fire_and_forget(future)
 
+    def submit_chained(
+        self, spec: JobSpec, after: str, *, resources: Mapping[str, float] | None = None
+    ) -> bool:
+        """Hand Dask an attempt to run when run ``after``'s attempt in flight ends (see
+        ``run_chained``). False if that attempt is not in flight here (nothing submitted)."""
+        ancestor = next((f for (run_id, _), f in self.futures.items() if run_id == after), None)
+        if ancestor is None:
+            return False
+        key = attempt_key(spec.run_id, spec.attempt)
+        token = self._token(key)
+        self.tokens[key] = token
+        future = self.client.submit(
+            run_chained,
+            ancestor,
+            spec,
+            key,
+            token,
+            key=key,
+            pure=False,
+            retries=0,
+            resources=dict(resources) if resources else None,
+        )
+        self._watch(spec.run_id, spec.attempt, future)
+        if self.remote:
+            fire_and_forget(future)
+        return True
+
+    def withdraw(self, attempts: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Withdraw chained attempts: those Dask has not begun never will be, and are forgotten
+        here. Returns the ones it had begun (too late: they run as usual). Attempts submitted
+        by an earlier planner (no token here) are withdrawn by key: every submission so far."""
+        keys = {attempt_key(run_id, attempt): (run_id, attempt) for run_id, attempt in attempts}
+        tokens = {self.tokens[k]: k for k in keys if k in self.tokens}
+        before = {k: time.time_ns() for k in keys if k not in self.tokens}
+        answer = once.withdraw(self.client, list(tokens), before)
+        late = {tokens.get(item, item) for item in answer}
+        for key, attempt in keys.items():
+            if key in late:
+                continue
+            future = self.futures.pop(attempt, None)
+            if future is not None:
+                future.cancel()
+            self._forget(key)
+        return {keys[k] for k in late}
+
     def submit(self, spec: JobSpec, *, resources: Mapping[str, float] | None = None) -> str:
         key = attempt_key(spec.run_id, spec.attempt)
-        token = f"{key}/{uuid.uuid4().hex}"  # this submission; a Dask re-run repeats it
+        token = self._token(key)  # this submission; a Dask re-run repeats it
         future = self.client.submit(
             run_attempt,
             spec,
@@ -250,6 +315,10 @@ class Dispatcher:
         if self.remote:
             fire_and_forget(future)
         return key
+
+    def _token(self, key: str) -> str:
+        """A token unique to one submission of ``key`` (see ``planner.live.once``)."""
+        return once.new_token(key, f"{self.instance}-{next(self.submissions)}")
 
     def _watch(self, run_id: str, attempt: int, future: Future) -> None:
         self.futures[(run_id, attempt)] = future
@@ -310,6 +379,7 @@ class Dispatcher:
         return outcome_of(done.future)
 
     def _forget(self, key: str) -> None:
+        self.tokens.pop(key, None)
         self.finished.pop(key, None)
         self.started.discard(key)
         self.overdue.discard(key)

@@ -10,7 +10,9 @@ store, and the nearest timeout deadline — so a completion starts its successor
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -20,11 +22,13 @@ from typing import Any
 
 from planner.core.events import (
     CapacityChanged,
+    ChainKept,
     Decision,
     Event,
     ProcessReset,
     RegistryChanged,
     RunFinished,
+    StartRun,
     Step,
     TriggerRequested,
 )
@@ -33,7 +37,7 @@ from planner.live.dispatch import Dispatcher, Done, Started
 from planner.live.leadership import Leadership
 from planner.live.outage import DEFAULT_LIMIT, Outage, describe, is_outage
 from planner.live.recording import START_FLUSH_S, Recording, Summary
-from planner.live.restart import reconcile
+from planner.live.restart import reconcile, withdraw_pending
 from planner.live.worker import JobOutcome
 from registry.lifecycle import RunStatus
 from registry.records import (
@@ -75,7 +79,7 @@ class LiveDriver(Recording):
         self.dispatcher = dispatcher
         self.clock = clock
         self.poll_interval = poll_interval
-        self.cwd = cwd
+        self.cwd = cwd if cwd is not None else os.getcwd()  # where jobs run by default
         self.stop_event = threading.Event()
         self.lock = threading.Lock()  # guards the core for readers (dashboard)
         self.summary = Summary()
@@ -85,10 +89,15 @@ class LiveDriver(Recording):
         self.running: set[tuple[str, int]] = set()  # attempts a worker reported as started
         self.started_writes: list[Started] = []  # to record with a turn's other records
         self.started_waiting = 0.0
-        self.states: dict[str, Any] = {}  # saved job state by process (write-through cache)
+        # saved job states by process: only this planner writes them, so they are read once,
+        # all at once; a process missing here has none (write-through cache)
+        self.states: dict[str, Any] = store.load_states()
         self.decision_buffer: list[LoggedDecision] = []
         self.listeners: list[Callable[[LiveDriver, Step], None]] = []
+        self.ahead: dict[str, StartRun] = {}  # chained runs recorded pending, not yet started
+        self.kept: list[ChainKept] = []  # withdrawals too late, for the core's next step
         now = clock()
+        withdraw_pending(store, dispatcher, now)  # chained runs an earlier planner left
         registry, applied = store.load_registry()
         self.revision = store.registry_revision()
         threads, resources = dispatcher.threads_and_resources()
@@ -131,8 +140,9 @@ class LiveDriver(Recording):
                     self._wait_for_database()
                     continue
                 self.outage.recovered()
+            kept, self.kept = self.kept, []
             with self.lock:
-                step = self.core.handle(now, *events)
+                step = self.core.handle(now, *kept, *events)
             events = []
             self.decision_buffer += [_logged(step.at, d) for d in step.decisions]
             self._bound_decisions()
@@ -160,6 +170,7 @@ class LiveDriver(Recording):
     def _record(self, step: Step) -> bool:
         """Carry out ``step``; on a database outage keep it (and its outcomes) for a retry."""
         saved = (dict(self.outcomes), list(self.started_writes), dict(self.deadlines))
+        chains = (dict(self.ahead), list(self.kept))
         counts = (self.summary.started, Counter(self.summary.statuses), len(self.summary.runs))
         self.unrecorded = step
         try:
@@ -169,6 +180,7 @@ class LiveDriver(Recording):
                 raise
             # nothing of the step committed: put back what recording it consumed
             self.outcomes, self.started_writes, self.deadlines = saved
+            self.ahead, self.kept = chains
             self.summary.started, self.summary.statuses = counts[0], counts[1]
             del self.summary.runs[counts[2] :]
             self.outage.failed(exc)
@@ -216,7 +228,11 @@ class LiveDriver(Recording):
                 events.append(self._finished(run_id, attempt, outcome))
             if record and self.unrecorded is None:
                 with self.lock:
-                    step = self.core.settle(now, *events)
+                    step = self.core.settle(now, *self.kept, *events)
+                self.kept = []
+                # chained runs that did not start: withdrawn (their ancestors were cancelled)
+                idle = tuple(r for r in self.ahead if r not in {s.run_id for s in step.starts})
+                step = dataclasses.replace(step, withdrawn=(*step.withdrawn, *idle))
                 self._best_effort(lambda: self._carry_out(step, flush=True))
         if record:
             self._best_effort(self._flush)

@@ -11,6 +11,11 @@ A second execution finds the key claimed and raises ``AttemptAlreadyRan`` withou
 job; the planner then uses the outcome the first execution reported, if it did, or records the
 attempt failed and retries it by policy as a *new* attempt.
 
+A chained attempt (see ``planner.core.chaining``) that the planner withdraws is marked on the
+scheduler too, by its token (or, after a restart, by its key and a time: every submission of
+that key made before then): its claim is then refused, so it never runs — unless it was claimed
+first, which ``withdraw`` reports (too late: it runs as if started before the withdrawal).
+
 The claimed set lives in the scheduler's memory (bounded: the oldest of ``MAX_CLAIMS`` keys are
 forgotten) and survives planner restarts on a remote scheduler. One round trip to the scheduler
 per attempt, on the worker.
@@ -18,6 +23,8 @@ per attempt, on the worker.
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections import OrderedDict
 from typing import Any
 
@@ -25,6 +32,7 @@ from distributed import Client
 from distributed.utils import sync
 
 HANDLER = "planner_claim_attempt"
+WITHDRAW = "planner_withdraw_attempts"
 #: keys remembered on the scheduler; far more than attempts can be in flight or in doubt at once
 MAX_CLAIMS = 200_000
 
@@ -36,23 +44,74 @@ class AttemptAlreadyRan(RuntimeError):
 def _install(dask_scheduler: Any = None) -> bool:
     if HANDLER in dask_scheduler.handlers:
         return False
-    claimed: OrderedDict[str, None] = OrderedDict()
+    claimed: OrderedDict[str, None] = OrderedDict()  # tokens claimed, and tokens withdrawn
+    first: OrderedDict[str, int] = OrderedDict()  # attempt key -> oldest submission claimed
+    withdrawn: OrderedDict[str, int] = OrderedDict()  # attempt key -> withdrawn before this
+
+    def remember(book: OrderedDict[str, Any], item: str, value: Any = None) -> None:
+        book[item] = value
+        if len(book) > MAX_CLAIMS:
+            book.popitem(last=False)
 
     def claim(comm: Any = None, key: str = "") -> bool:
-        if key in claimed:
+        attempt, submitted = split_token(key)
+        if key in claimed or submitted < withdrawn.get(attempt, -1):
             return False
-        claimed[key] = None
-        if len(claimed) > MAX_CLAIMS:
-            claimed.popitem(last=False)
+        remember(claimed, key)
+        if attempt not in first or submitted < first[attempt]:
+            remember(first, attempt, submitted)
         return True
 
+    def withdraw(
+        comm: Any = None, tokens: list[str] | None = None, keys: dict[str, int] | None = None
+    ) -> list[str]:
+        """Make sure the given submissions, and every submission of ``keys`` made before the
+        time given with each, never run if not claimed yet; returns those already claimed."""
+        late = [t for t in tokens or () if t in claimed]
+        for token in tokens or ():
+            remember(claimed, token)
+        for attempt, before in (keys or {}).items():
+            if first.get(attempt, before) < before:
+                late.append(attempt)
+            else:
+                remember(withdrawn, attempt, max(before, withdrawn.get(attempt, -1)))
+        return late
+
     dask_scheduler.handlers[HANDLER] = claim
+    dask_scheduler.handlers[WITHDRAW] = withdraw
     return True
+
+
+def new_token(key: str, unique: str | None = None) -> str:
+    """A submission's token: the attempt key, when (ns), and a part unique to the submission
+    (random unless given)."""
+    return f"{key}/{time.time_ns()}/{unique or uuid.uuid4().hex}"
+
+
+def split_token(token: str) -> tuple[str, int]:
+    """(attempt key, submission time in ns; -1 if the token carries none)."""
+    parts = token.rsplit("/", 2)
+    if len(parts) == 3 and parts[1].isdigit():
+        return parts[0], int(parts[1])
+    return token.split("/", 1)[0], -1
 
 
 def install(client: Client) -> None:
     """Install the claim handler on the client's scheduler (once; later calls keep its keys)."""
     client.run_on_scheduler(_install)
+
+
+def withdraw(client: Client, tokens: list[str], keys: dict[str, int] | None = None) -> set[str]:
+    """Chained submissions that must not run (by token, or by attempt key for submissions made
+    before the given time, as after a restart). Those not yet claimed never will be; returns
+    the tokens and keys claimed already (too late: they run, or ran)."""
+    if not tokens and not keys:
+        return set()
+    return set(client.run_on_scheduler(_withdraw, tokens=tokens, keys=keys or {}))
+
+
+def _withdraw(tokens: list[str], keys: dict[str, int], dask_scheduler: Any = None) -> list[str]:
+    return list(dask_scheduler.handlers[WITHDRAW](tokens=tokens, keys=keys))
 
 
 def claim(worker: Any, key: str) -> bool:

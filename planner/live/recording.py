@@ -9,18 +9,20 @@ Dask and runs ``on_cancel`` hooks (write before act).
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from planner.core.events import Step
+from planner.core.events import ChainKept, StartRun, Step
 from planner.core.planner import Planner
 from planner.live.dispatch import Dispatcher, Started
 from planner.live.worker import JobOutcome, JobSpec, run_hook
 from registry.lifecycle import RunStatus
+from registry.model import ProcessDef
 from registry.records import (
     AttemptEnd,
     AttemptStart,
@@ -30,6 +32,8 @@ from registry.records import (
     Turn,
 )
 from registry.storage.store import Store
+
+log = logging.getLogger(__name__)
 
 TIMEOUT_GRACE = timedelta(
     seconds=30
@@ -41,6 +45,7 @@ class Summary:
     """What a ``planner run`` did."""
 
     started: int = 0
+    ahead: int = 0  # of which chained: handed to Dask before their ancestor ended
     statuses: Counter[str] = field(default_factory=Counter)
     runs: list[tuple[str, str, int, str, float | None]] = field(default_factory=list)
     stopped_by: str | None = None  # "signal" when SIGTERM/Ctrl-C stopped it
@@ -66,32 +71,77 @@ class Recording:
     started_waiting: float  # time.monotonic() when the oldest unwritten start arrived
     states: dict[str, Any]
     clock: Callable[[], datetime]
+    ahead: dict[str, StartRun]  # chained runs recorded pending, not yet started
+    kept: list[ChainKept]  # withdrawals that came too late, for the core's next step
 
     def _carry_out(self, step: Step, *, flush: bool = False) -> bool:
         """Record the step as one ``Turn`` (one transaction, a bounded number of statements),
         then act on it: submit the new attempts, run ``on_cancel`` hooks. Starts that workers
         reported wait for the next turn that writes anyway, up to ``START_FLUSH_S`` (or
         ``flush``). True if it wrote."""
-        if not (step.settled or step.starts):
+        if not (step.settled or step.starts or step.chained or step.withdrawn):
             if not self.started_writes:
                 return False
             if not flush and time.monotonic() - self.started_waiting < START_FLUSH_S:
                 return False
         turn = Turn(at=step.at)
+        self._record_withdrawn(step.withdrawn, turn)
         hooks = self._record_settled(step, turn)
+        specs = self._record_starts(step, turn)
+        chained = self._record_chained(step, turn)
         ended = {(e.run_id, e.attempt) for e in turn.ended if e.start is not None}
         turn.started = [  # an attempt that also ended in this turn: its end says when it began
             AttemptStart(run_id=s.run_id, attempt=s.attempt, start=s.start, worker=s.worker)
             for s in self.started_writes
-            if (s.run_id, s.attempt) not in ended
+            if (s.run_id, s.attempt) not in ended and s.run_id not in self.ahead
         ]
-        specs = self._record_starts(step, turn)
         self.store.record_turn(turn)
-        self.started_writes.clear()  # committed
+        # committed; a chained run's start waits for the run to be confirmed
+        self.started_writes = [s for s in self.started_writes if s.run_id in self.ahead]
         self.dispatcher.submit_many(specs)
+        for spec, after, resources in chained:
+            if not self.dispatcher.submit_chained(spec, after, resources=resources):
+                log.error("run %s: its ancestor %s is not in flight here", spec.run_id, after)
         for hook in hooks:
             hook()
         return True
+
+    def _record_withdrawn(self, withdrawn: Sequence[str], turn: Turn) -> None:
+        """Chained runs the core withdrew: make sure Dask will not run them, then delete their
+        records. Those Dask had begun stand (``ChainKept`` for the core's next step)."""
+        attempts = [(run_id, 1) for run_id in withdrawn if run_id in self.ahead]
+        late = {run_id for run_id, _ in self.dispatcher.withdraw(attempts)} if attempts else set()
+        for run_id, _ in attempts:
+            if run_id in late:
+                self.kept.append(ChainKept(run_id=run_id))
+            else:
+                del self.ahead[run_id]
+                turn.withdrawn.append(run_id)
+
+    def _record_chained(
+        self, step: Step, turn: Turn
+    ) -> list[tuple[JobSpec, str, dict[str, float]]]:
+        """Runs decided ahead: recorded ``pending``, then handed to Dask behind their ancestor."""
+        registry = self.core.registry
+        out: list[tuple[JobSpec, str, dict[str, float]]] = []
+        for start in step.chained:
+            assert start.after is not None
+            definition = registry.processes[start.process]
+            turn.created.append(
+                NewRun(
+                    run_id=start.run_id,
+                    process=start.process,
+                    scheduled=start.scheduled,
+                    queued=start.decided_at,
+                    params=start.params,
+                    request_id=start.request_id,
+                    pending=True,
+                )
+            )
+            self.ahead[start.run_id] = start
+            spec = self._spec(definition, start)
+            out.append((spec, start.after, dict(definition.resources)))
+        return out
 
     def _record_settled(self, step: Step, turn: Turn) -> list[Callable[[], object]]:
         registry = self.core.registry
@@ -149,11 +199,16 @@ class Recording:
     def _record_starts(self, step: Step, turn: Turn) -> list[tuple[JobSpec, dict[str, float]]]:
         registry = self.core.registry
         specs: list[tuple[JobSpec, dict[str, float]]] = []
-        unknown = {s.process for s in step.starts} - self.states.keys()
-        if unknown:  # saved states are read once per process, many in one query
-            self.states.update(self.store.load_states(sorted(unknown)))
         for start in step.starts:
-            definition = registry.processes[start.process]
+            definition = registry.processes.get(start.process)
+            if start.ahead:  # recorded and handed to Dask already: it now counts as started
+                turn.confirmed.append(start.run_id)
+                if start.request_id is not None:  # its trigger is satisfied only now
+                    turn.handled.append(start.request_id)
+                self.ahead.pop(start.run_id, None)
+                self._count_start(start, definition)
+                continue
+            assert definition is not None
             if start.attempt == 1:
                 turn.created.append(
                     NewRun(
@@ -171,29 +226,33 @@ class Recording:
                 turn.retried.append(
                     NextAttempt(run_id=start.run_id, attempt=start.attempt, queued=start.decided_at)
                 )
-            spec = JobSpec.for_process(
-                definition,
-                run_id=start.run_id,
-                attempt=start.attempt,
-                scheduled=start.scheduled,
-                state=self._state_of(start.process),
-                params=start.params,
-                final_attempt=start.final_attempt,
-                cwd=self.cwd,
-            )
-            specs.append((spec, dict(definition.resources)))
-            if definition.timeout is not None:
-                self.deadlines[(start.run_id, start.attempt)] = (
-                    start.decided_at + definition.timeout + TIMEOUT_GRACE
-                )
-            self.summary.started += 1
+            specs.append((self._spec(definition, start), dict(definition.resources)))
+            self._count_start(start, definition)
         return specs
 
+    def _spec(self, definition: ProcessDef, start: StartRun) -> JobSpec:
+        return JobSpec.for_process(
+            definition,
+            run_id=start.run_id,
+            attempt=start.attempt,
+            scheduled=start.scheduled,
+            state=self._state_of(start.process),
+            params=start.params,
+            final_attempt=start.final_attempt,
+            cwd=self.cwd,
+        )
+
+    def _count_start(self, start: StartRun, definition: ProcessDef | None) -> None:
+        if definition is not None and definition.timeout is not None:
+            self.deadlines[(start.run_id, start.attempt)] = (
+                start.decided_at + definition.timeout + TIMEOUT_GRACE
+            )
+        self.summary.started += 1
+        self.summary.ahead += start.ahead
+
     def _state_of(self, process: str) -> Any:
-        """The process's saved state; only this planner writes it, so it is read once."""
-        if process not in self.states:
-            self.states[process] = self.store.load_state(process)
-        return self.states[process]
+        """The process's saved state (the driver loaded them all; only it writes them)."""
+        return self.states.get(process)
 
     def _note_finished(
         self,

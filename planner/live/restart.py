@@ -6,6 +6,7 @@ usual) and reads the outcomes of those that finished meanwhile from the schedule
 With an in-process cluster the work died with its planner (``planner.live.worker.guardian`` sees
 to it): such attempts are recorded ``failed`` with error type ``RunLost`` and retried by policy.
 Only the lease holder runs this, so a second planner never marks the first one's live runs lost.
+Chained runs left ``pending`` are settled first (``withdraw_pending``).
 """
 
 from __future__ import annotations
@@ -17,10 +18,28 @@ from planner.core.events import Event, RunFinished
 from planner.live.dispatch import Dispatcher, attempt_key
 from planner.live.worker import JobOutcome
 from registry.lifecycle import RunStatus
-from registry.records import ErrorInfo
+from registry.records import ErrorInfo, Turn
 from registry.storage.store import Store
 
 log = logging.getLogger(__name__)
+
+
+def withdraw_pending(store: Store, dispatcher: Dispatcher, now: datetime) -> None:
+    """Chained runs an earlier planner recorded ``pending`` (handed to Dask ahead of their
+    ancestor's end) and never saw start: withdrawn on the scheduler and deleted — unless Dask
+    had begun them, and then they are queued runs like any other, for ``reconcile``."""
+    pending = store.pending_runs()
+    if not pending:
+        return
+    late = dispatcher.withdraw(pending)
+    store.record_turn(
+        Turn(
+            at=now,
+            withdrawn=[run_id for run_id, attempt in pending if (run_id, attempt) not in late],
+            confirmed=[run_id for run_id, _ in sorted(late)],
+        )
+    )
+    log.info("%d chained run(s) left by an earlier planner withdrawn", len(pending) - len(late))
 
 
 def reconcile(

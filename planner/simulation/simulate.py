@@ -84,8 +84,13 @@ def simulate(
     outcomes: Mapping[str, Outcome] | None = None,
     histories: Mapping[str, ProcessHistory] | None = None,
     keep_decisions: bool = False,
+    chaining: bool = True,
 ) -> Simulation:
-    """Run the planner from ``start`` to ``until`` with virtual time."""
+    """Run the planner from ``start`` to ``until`` with virtual time.
+
+    Chained runs (``Step.chained``) start as Dask would start them: at their ancestor's end, as
+    the ``ahead`` starts of the step that handles it; ``chaining=False`` turns chaining off (the
+    decisions are the same: ``tests/test_chaining.py``)."""
     outcomes = outcomes or {}
     planner = Planner(
         registry,
@@ -93,6 +98,7 @@ def simulate(
         applied_at=dict.fromkeys(registry.processes, start),
         histories=histories,
         slots=slots,
+        chaining=chaining,
     )
     sim = Simulation(start=start, end=until, slots=planner.slots)
     finishing: list[tuple[datetime, int, str]] = []  # (end, sequence, run id)

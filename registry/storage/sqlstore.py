@@ -294,6 +294,13 @@ class SqlStore:
         with self._write() as conn:
             run_writes.cancel_retry(conn, run_id, at=at)
 
+    def pending_runs(self) -> list[tuple[str, int]]:
+        query = select(runs.c.run_id, runs.c.attempt).where(
+            runs.c.status == RunStatus.PENDING.value
+        )
+        with self._read() as conn:
+            return [(row.run_id, int(row.attempt)) for row in conn.execute(query)]
+
     def record_turn(self, turn: Turn) -> None:
         with self._write() as conn:
             turn_writes.record_turn(conn, turn)
@@ -332,7 +339,11 @@ class SqlStore:
                 select(process_state.c.state).where(process_state.c.process == process)
             ).scalar_one_or_none()
 
-    def load_states(self, processes: Sequence[str]) -> dict[str, Any]:
+    def load_states(self, processes: Sequence[str] | None = None) -> dict[str, Any]:
+        if processes is None:
+            every = select(process_state.c.process, process_state.c.state)
+            with self._read() as conn:
+                return {row.process: row.state for row in conn.execute(every)}
         found: dict[str, Any] = dict.fromkeys(processes)
         names = list(found)
         with self._read() as conn:

@@ -115,8 +115,13 @@ class Store(Protocol):
         """A run in ``retrying`` is cancelled before its next attempt."""
         ...
 
-    def load_states(self, processes: Sequence[str]) -> dict[str, Any]:
-        """The saved states of ``processes`` (None for those without one), in one query."""
+    def load_states(self, processes: Sequence[str] | None = None) -> dict[str, Any]:
+        """The saved states of ``processes`` (None for those without one), in one query; of
+        every process that has one if None."""
+        ...
+
+    def pending_runs(self) -> list[tuple[str, int]]:
+        """(run id, attempt) of the runs recorded ``pending`` (chained, not started)."""
         ...
 
     def record_turn(self, turn: Turn) -> None:

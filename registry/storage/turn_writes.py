@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 
 from registry.errors import IllegalTransition, RunNotFound
 from registry.lifecycle import RunStatus, check_transition
@@ -70,6 +70,8 @@ _UPDATE_ATTEMPTS = (
     )
     .values({f: bindparam(f"v_{f}") for f in _ATTEMPT_FIELDS})
 )
+_DELETE_ATTEMPTS = delete(attempts).where(attempts.c.run_id.in_(bindparam("ids", expanding=True)))
+_DELETE_RUNS = delete(runs).where(runs.c.run_id.in_(bindparam("ids", expanding=True)))
 _MARK_HANDLED = (
     update(requests)
     .where(requests.c.id.in_(bindparam("ids", expanding=True)), requests.c.handled.is_(None))
@@ -120,13 +122,15 @@ class _Rows:
         if key not in self.new_attempts:
             self.changed_attempts.add(key)
 
-    def add_attempt(self, run: dict[str, Any], attempt: int, queued: Any) -> None:
+    def add_attempt(
+        self, run: dict[str, Any], attempt: int, queued: Any, status: RunStatus = RunStatus.QUEUED
+    ) -> None:
         key = (run["run_id"], attempt)
         self.attempts[key] = {
             "run_id": run["run_id"],
             "attempt": attempt,
             "process": run["process"],
-            "status": RunStatus.QUEUED.value,
+            "status": status.value,
             "scheduled": run["scheduled"],
             "queued": queued,
         }
@@ -136,9 +140,13 @@ class _Rows:
 def record_turn(conn: Connection, turn: Turn) -> None:
     """Write ``turn``'s run records (everything but saved states) in the caller's transaction."""
     ids = {s.run_id for s in turn.started} | {e.run_id for e in turn.ended}
+    ids |= set(turn.withdrawn) | set(turn.confirmed)
     ids |= set(turn.cancelled_retries) | {r.run_id for r in turn.retried}
     ids |= {c.run_id for c in turn.created}
     rows = _Rows(conn, ids)
+    gone = [_withdrawn(rows, run_id) for run_id in turn.withdrawn]
+    for run_id in turn.confirmed:
+        _confirmed(rows, run_id)
     for s in turn.started:
         _started(rows, s)
     for e in turn.ended:
@@ -149,9 +157,29 @@ def record_turn(conn: Connection, turn: Turn) -> None:
         _created(rows, c)
     for r in turn.retried:
         _retried(rows, r)
+    for chunk in _chunks(gone):
+        conn.execute(_DELETE_ATTEMPTS, {"ids": chunk})
+        conn.execute(_DELETE_RUNS, {"ids": chunk})
     _write(conn, rows)
     for chunk in _chunks(sorted(set(turn.handled))):
         conn.execute(_MARK_HANDLED, {"ids": chunk, "at": turn.at})
+
+
+def _withdrawn(rows: _Rows, run_id: str) -> str:
+    run = rows.run(run_id)
+    if run["status"] != RunStatus.PENDING.value:
+        raise IllegalTransition(run_id, run["status"], "withdrawn (only a pending run is)")
+    del rows.runs[run_id]
+    rows.attempts.pop((run_id, run["attempt"]), None)
+    return run_id
+
+
+def _confirmed(rows: _Rows, run_id: str) -> None:
+    run = rows.run(run_id)
+    current = rows.current(run, 1, RunStatus.QUEUED)
+    check_transition(run_id, RunStatus(run["status"]), RunStatus.QUEUED)
+    rows.set_attempt(current, status=RunStatus.QUEUED.value)
+    rows.set_run(run, status=RunStatus.QUEUED.value)
 
 
 def _started(rows: _Rows, s: AttemptStart) -> None:
@@ -204,12 +232,13 @@ def _created(rows: _Rows, c: NewRun) -> None:
     existing = rows.runs.get(c.run_id)
     if existing is not None:
         raise IllegalTransition(c.run_id, existing["status"], RunStatus.QUEUED.value)
+    status = RunStatus.PENDING if c.pending else RunStatus.QUEUED
     run = {
         "run_id": c.run_id,
         "process": c.process,
         "seq": run_seq(c.run_id, c.process),
         "scheduled": c.scheduled,
-        "status": RunStatus.QUEUED.value,
+        "status": status.value,
         "attempt": 1,
         "params": json_roundtrip(dict(c.params)),
         "request_id": c.request_id,
@@ -219,7 +248,7 @@ def _created(rows: _Rows, c: NewRun) -> None:
     }
     rows.runs[c.run_id] = run
     rows.new_runs.append(c.run_id)
-    rows.add_attempt(run, 1, c.queued)
+    rows.add_attempt(run, 1, c.queued, status)
 
 
 def _retried(rows: _Rows, r: NextAttempt) -> None:

@@ -1,0 +1,154 @@
+"""Chained dispatch on a real in-process cluster: successors handed to Dask ahead start when their
+ancestor succeeds, and withdrawn ones never run and leave no record (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from distributed import Client, LocalCluster
+
+from planner.live.dispatch import Dispatcher
+from planner.live.loop import LiveDriver, utcnow
+from registry.definitions.loader import load_files
+from registry.lifecycle import RunStatus
+from registry.records import NewRun, Turn
+from registry.storage.sqlstore import SqlStore
+from tests import live_jobs
+from tests.waiting import wait_for
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    with (
+        LocalCluster(
+            processes=False, n_workers=1, threads_per_worker=4, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
+
+
+@pytest.fixture(autouse=True)
+def _fresh_jobs() -> None:
+    live_jobs.reset()
+
+
+def _store(tmp_path: Path, text: str, url: str) -> SqlStore:
+    path = tmp_path / "registry.yaml"
+    path.write_text(text)
+    store = SqlStore(url)
+    store.apply(load_files([path]), now=utcnow())
+    return store
+
+
+def _driver(store: SqlStore, client: Client) -> LiveDriver:
+    return LiveDriver(store, Dispatcher(client, remote=False), poll_interval=0.05)
+
+
+def _run_in_thread(driver: LiveDriver) -> threading.Thread:
+    thread = threading.Thread(target=driver.run, kwargs={"until_idle": True}, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_chain_runs_each_link_ahead_in_order(
+    tmp_path: Path, client: Client, store_url: str
+) -> None:
+    links = "\n".join(
+        f"  s{i}: {{run: workflows.jobs.demo:noop{f', ancestors: [s{i - 1}]' if i else ''}}}"
+        for i in range(6)
+    )
+    store = _store(tmp_path, f"processes:\n{links}\n", store_url)
+    summary = _driver(store, client).run(until_idle=True)
+    assert summary.statuses == {"succeeded": 6}
+    assert summary.started == 6 and summary.ahead == 5  # every successor was handed over ahead
+    runs = sorted(store.history(), key=lambda r: r.process)
+    assert [r.run_id for r in runs] == [f"s{i}-1" for i in range(6)]
+    for before, after in itertools.pairwise(runs):
+        assert before.end is not None and after.start is not None and after.start >= before.end
+        assert after.worker  # its start was recorded
+    assert store.pending_runs() == [] and store.active_runs() == []
+
+
+def test_a_failed_ancestor_withdraws_its_successor(
+    tmp_path: Path, client: Client, store_url: str
+) -> None:
+    store = _store(
+        tmp_path,
+        """
+processes:
+  a: {run: workflows.jobs.demo:fail}
+  b: {run: tests.live_jobs:flaky, params: {name: b, failures: 0}, ancestors: [a]}
+""",
+        store_url,
+    )
+    summary = _driver(store, client).run(until_idle=True)
+    assert summary.statuses == {"failed": 1} and summary.started == 1
+    assert live_jobs.CALLS["b"] == 0  # never ran
+    assert [r.process for r in store.history()] == ["a"]  # no attempt of b, not even pending
+    assert store.pending_runs() == []
+
+
+def test_a_hold_withdraws_a_chained_run_before_it_starts(
+    tmp_path: Path, client: Client, store_url: str
+) -> None:
+    store = _store(
+        tmp_path,
+        """
+processes:
+  a: {run: tests.live_jobs:gate, params: {name: a}}
+  b: {run: tests.live_jobs:flaky, params: {name: b, failures: 0}, ancestors: [a]}
+""",
+        store_url,
+    )
+    driver = _driver(store, client)
+    thread = _run_in_thread(driver)
+    assert live_jobs.STARTED["a"].wait(30)
+    wait_for(lambda: driver.core.chains() == [("b-1", "a-1")], 10, "b to be chained behind a")
+    assert store.pending_runs() == [("b-1", 1)]  # recorded before it was handed to Dask
+    store.update_process("b", {"hold": True})
+    wait_for(lambda: driver.core.chains() == [], 10, "the chain to be withdrawn")
+    wait_for(lambda: store.pending_runs() == [], 10, "its record to go")
+    live_jobs.RELEASE["a"].set()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert live_jobs.CALLS["b"] == 0
+    assert [(r.process, r.status) for r in store.history()] == [("a", RunStatus.SUCCEEDED)]
+
+
+def test_a_restarted_planner_withdraws_what_an_earlier_one_chained(
+    tmp_path: Path, client: Client, store_url: str
+) -> None:
+    store = _store(
+        tmp_path,
+        """
+processes:
+  ra: {run: workflows.jobs.demo:noop}
+  rb: {run: workflows.jobs.demo:noop, ancestors: [ra]}
+""",
+        store_url,
+    )
+    now = utcnow() - timedelta(seconds=5)
+    # (names of their own: the cluster is shared by this module's tests, keys included)
+    # what a planner killed while ra-1 ran leaves: ra-1 queued, rb-1 pending behind it
+    store.record_turn(
+        Turn(
+            at=now,
+            created=[
+                NewRun(run_id="ra-1", process="ra", scheduled=now, queued=now),
+                NewRun(run_id="rb-1", process="rb", scheduled=now, queued=now, pending=True),
+            ],
+        )
+    )
+    summary = _driver(store, client).run(until_idle=True)
+    assert store.pending_runs() == []
+    statuses = {(r.run_id, r.attempt): r.status for r in store.history()}
+    # ra-1 was lost with its cluster and retried by policy (here: none); rb-1 left no attempt
+    assert statuses[("ra-1", 1)] is RunStatus.FAILED
+    assert ("rb-1", 1) not in statuses
+    assert summary.statuses == {"failed": 1}  # the lost attempt; rb waits for a success
