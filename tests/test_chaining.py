@@ -67,10 +67,10 @@ def test_a_hold_withdraws_a_chain_before_it_starts() -> None:
     assert step.withdrawn == ("B-1",) and step.chained == ()
     step = finish(p, "A", at(0, 5))
     assert step.starts == ()  # held: nothing starts in A's slot
-    # released: B starts the ordinary way; the withdrawn B-1 left no record, and its number
-    # was given back
+    # released: B starts the ordinary way; the withdrawn B-1 left no record, and its number is
+    # not used again (a remote scheduler may still know its key)
     step = p.handle(at(0, 6), RegistryChanged(registry=chain_of_three()))
-    assert [(s.run_id, s.ahead) for s in step.starts] == [("B-1", False)]
+    assert [(s.run_id, s.ahead) for s in step.starts] == [("B-2", False)]
 
 
 def test_a_higher_ranked_arrival_withdraws_the_chain_and_takes_the_slot() -> None:
@@ -136,6 +136,16 @@ def test_no_chain_when_another_ancestor_is_stale() -> None:
     assert p.handle(at(0)).chained == ()
 
 
+def test_a_change_of_the_successor_s_definition_withdraws_its_chain() -> None:
+    p = Planner(chain_of_three(), now=at(0))
+    p.handle(at(0))
+    step = p.handle(at(0, 1), RegistryChanged(registry=chain_of_three(timeout=60)))
+    assert step.withdrawn == ("B-1",)  # what Dask holds runs the old definition
+    assert chained(step) == []  # not in the step that withdrew it (a late report may follow)
+    step = p.handle(at(0, 2))
+    assert chained(step) == [("B-2", "A-1")]
+
+
 def test_a_trigger_for_the_successor_changes_its_params_and_re_chains_it() -> None:
     p = Planner(chain_of_three(), now=at(0))
     p.handle(at(0))
@@ -191,3 +201,14 @@ def test_chaining_happens_in_the_simulations_too() -> None:
         (running,) = [name for name, ps in p.states.items() if ps.flights]
         step = finish(p, running, now)
     assert aheads == 4
+
+
+def test_the_run_summary_counts_chained_starts() -> None:
+    from rich.console import Console
+
+    from planner.interfaces.terminal.views import run_summary_view
+
+    runs = [("a", "a-1", 1, "succeeded", 0.1), ("b", "b-1", 1, "succeeded", 0.1)]
+    console = Console(width=80, record=True)
+    console.print(run_summary_view(runs, 2, {}, ahead=1))
+    assert "2 attempts started (1 chained ahead); 2 succeeded" in console.export_text()

@@ -57,7 +57,8 @@ def _registry(tmp_path: Path) -> Path:
     for i in range(JOBS):
         lines += [
             f"  job{i}:",
-            f"    command: ['{sys.executable}', '{script}', '{log}', '1.5']",
+            # long enough that the first planner still runs them when the standbys come up
+            f"    command: ['{sys.executable}', '{script}', '{log}', '5']",
             "    retries: 2",
         ]
     path = tmp_path / "registry.yaml"

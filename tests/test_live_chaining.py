@@ -38,7 +38,9 @@ def _fresh_jobs() -> None:
     live_jobs.reset()
 
 
-def _store(tmp_path: Path, text: str, url: str) -> SqlStore:
+def _store(tmp_path: Path, text: str, url: str, values: dict[str, str] | None = None) -> SqlStore:
+    for name, value in (values or {}).items():
+        text = text.replace(name, value)
     path = tmp_path / "registry.yaml"
     path.write_text(text)
     store = SqlStore(url)
@@ -148,7 +150,36 @@ processes:
     summary = _driver(store, client).run(until_idle=True)
     assert store.pending_runs() == []
     statuses = {(r.run_id, r.attempt): r.status for r in store.history()}
-    # ra-1 was lost with its cluster and retried by policy (here: none); rb-1 left no attempt
+    # ra-1 was lost with its cluster and retried by policy (here: none); rb-1 never ran: it is
+    # recorded cancelled ("Withdrawn"), which keeps its number taken
     assert statuses[("ra-1", 1)] is RunStatus.FAILED
-    assert ("rb-1", 1) not in statuses
+    assert statuses[("rb-1", 1)] is RunStatus.CANCELLED
+    (rb,) = [r for r in store.history() if r.run_id == "rb-1"]
+    assert rb.error is not None and rb.error.type == "Withdrawn" and rb.start is None
     assert summary.statuses == {"failed": 1}  # the lost attempt; rb waits for a success
+
+
+def test_a_clean_stop_withdraws_chained_runs_and_records_the_rest(
+    tmp_path: Path, client: Client, store_url: str
+) -> None:
+    store = _store(
+        tmp_path,
+        """
+processes:
+  sa: {run: tests.live_jobs:until_cancelled, params: {marker: "MARKER"}}
+  sb: {run: tests.live_jobs:flaky, params: {name: sb, failures: 0}, ancestors: [sa]}
+""",
+        store_url,
+        {"MARKER": str(tmp_path / "sa.started")},
+    )
+    driver = _driver(store, client)
+    thread = threading.Thread(target=driver.run, daemon=True)
+    thread.start()
+    wait_for((tmp_path / "sa.started").exists, 30, "sa to start")
+    wait_for(lambda: driver.core.chains() == [("sb-1", "sa-1")], 10, "sb to be chained")
+    driver.stop()
+    thread.join(30)
+    driver.shutdown(cancel=True, grace=5)
+    assert store.pending_runs() == [] and store.active_runs() == []
+    assert [(r.process, r.status) for r in store.history()] == [("sa", RunStatus.CANCELLED)]
+    assert live_jobs.CALLS["sb"] == 0

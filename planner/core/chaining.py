@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,6 +49,7 @@ from planner.core.ranking import rank_key
 from planner.core.readiness import ancestor_problems, fire_to_run
 from planner.core.state import Flight, ProcState, Readiness
 from registry.lifecycle import RunStatus
+from registry.model import ProcessDef
 
 #: successors of a running process looked at for a chain
 SUCCESSORS_SCANNED = 256
@@ -105,6 +106,7 @@ class Chain:
     after: str  # run id of the running ancestor
     plan: RunPlan
     readiness: Readiness  # the hypothetical evaluation it was decided on
+    definition: ProcessDef  # as handed over to Dask: a change withdraws the chain
     kept: bool = False  # Dask began it before a withdrawal arrived: it stands, whatever changes
     check_at: datetime | None = None  # when a time rule may end it (the evaluation's next check)
     woken: tuple[datetime, int] | None = None  # the wake-up entry pushed for check_at
@@ -141,26 +143,28 @@ class Chaining(ProcessBook):
         return chain
 
     def _withdrawals_final(self) -> None:
-        """The last step's withdrawals that the driver did not report too late are final: a
-        withdrawn run that was its process's latest gives its number back (run ids stay
-        ``name-1``, ``name-2``… with no gaps for runs that never were)."""
-        for run_id, chain in self._withdrawn.items():
-            ps = self.states.get(chain.start.process)
-            if ps is not None and run_id == f"{ps.name}-{ps.runs_created}":
-                ps.runs_created -= 1
+        """The last step's withdrawals that the driver did not report too late are final. Their
+        run numbers are not given back: the withdrawn submission's key may still be known to a
+        remote scheduler, and a new run must never share it."""
         self._withdrawn = {}
 
-    def _recheck_due_chains(self, now: datetime, withdrawn: list[str]) -> None:
+    def _recheck_due_chains(
+        self, now: datetime, ended: Mapping[str, datetime], withdrawn: list[str]
+    ) -> None:
         """Before a step's events: chains a time rule may have ended by ``now`` are checked at
-        ``now`` first, so an ancestor that ends at the very instant a gate closes does not start
-        a run the rules no longer allow (its withdrawal may come too late in Dask: ChainKept)."""
+        ``now`` first, so an ancestor that ends at or after the instant a gate closes does not
+        start a run the rules no longer allow. ``ended``: when the runs that succeed in this
+        step ended; a chain whose ancestor ended before its check time stands (Dask began it
+        while the rules allowed it)."""
         for after, chain in list(self._chains.items()):
             if chain.kept or chain.check_at is None or chain.check_at > now:
                 continue
+            if after in ended and ended[after] < chain.check_at:
+                continue
             best = self._predict(after, now)
-            if best is None or best[0].name != chain.start.process or not best[2].same(chain.plan):
+            if not self._still(chain, best):
                 self._withdraw(chain, withdrawn)
-            else:
+            elif best is not None:
                 chain.check_at = best[1].next_check
 
     def _ancestor_ended(self, run_id: str, status: RunStatus, withdrawn: list[str]) -> Chain | None:
@@ -188,7 +192,7 @@ class Chaining(ProcessBook):
             if chain.kept:
                 continue
             best = self._predict(after, now) if self.chaining else None
-            if best is None or best[0].name != chain.start.process or not best[2].same(chain.plan):
+            if best is None or not self._still(chain, best):
                 self._withdraw(chain, withdrawn)
                 continue
             chain.check_at = best[1].next_check
@@ -224,7 +228,14 @@ class Chaining(ProcessBook):
                 request_id=plan.request_id,
                 after=after,
             )
-            chain = Chain(start=start, after=after, plan=plan, readiness=r, check_at=r.next_check)
+            chain = Chain(
+                start=start,
+                after=after,
+                plan=plan,
+                readiness=r,
+                definition=ps.definition,
+                check_at=r.next_check,
+            )
             self._chains[after] = chain
             self._chained[start.run_id] = chain
             busy.add(ps.name)
@@ -233,6 +244,19 @@ class Chaining(ProcessBook):
                 self._wake(r.next_check, ps)
                 chain.woken = (r.next_check, ps.check_version)
         return chained
+
+    @staticmethod
+    def _still(chain: Chain, best: tuple[ProcState, Readiness, RunPlan] | None) -> bool:
+        """The prediction still picks the chained run, as it was handed over (same definition:
+        a registry change of the process withdraws it)."""
+        if best is None:
+            return False
+        ps, _, plan = best
+        return (
+            ps.name == chain.start.process
+            and ps.definition == chain.definition
+            and plan.same(chain.plan)
+        )
 
     def _wake(self, at: datetime, ps: ProcState) -> None:
         heapq.heappush(self.wakeups, (at, ps.check_version, ps.name))

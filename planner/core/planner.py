@@ -56,6 +56,7 @@ from planner.core.ranking import rank_key
 from planner.core.readiness import Readiness
 from planner.core.reservation import Hold
 from planner.core.state import Flight, ProcState
+from registry.lifecycle import RunStatus
 from registry.model import ProcessDef
 
 
@@ -128,7 +129,12 @@ class Planner(Chaining):
                 if chain is not None:
                     starts.append(self._start_ahead(chain, now, decisions))
         self._withdrawals_final()
-        self._recheck_due_chains(now, withdrawn)
+        succeeded = {
+            e.run_id: e.at
+            for e in events
+            if isinstance(e, RunFinished) and e.status is RunStatus.SUCCEEDED
+        }
+        self._recheck_due_chains(now, succeeded, withdrawn)
         for event in events:
             if isinstance(event, ChainKept):
                 continue

@@ -29,7 +29,6 @@ import itertools
 import logging
 import queue
 import threading
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -280,13 +279,21 @@ class Dispatcher:
             fire_and_forget(future)
         return True
 
+    def in_flight(self, run_id: str) -> bool:
+        """An attempt of ``run_id`` is submitted and not yet taken back."""
+        return any(r == run_id for r, _ in self.futures)
+
+    def futures_by_run(self) -> set[str]:
+        return {run_id for run_id, _ in self.futures}
+
     def withdraw(self, attempts: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
         """Withdraw chained attempts: those Dask has not begun never will be, and are forgotten
         here. Returns the ones it had begun (too late: they run as usual). Attempts submitted
         by an earlier planner (no token here) are withdrawn by key: every submission so far."""
         keys = {attempt_key(run_id, attempt): (run_id, attempt) for run_id, attempt in attempts}
         tokens = {self.tokens[k]: k for k in keys if k in self.tokens}
-        before = {k: time.time_ns() for k in keys if k not in self.tokens}
+        # an earlier planner's (another host's clock): every submission of the key, for good
+        before = {k: once.FOREVER for k in keys if k not in self.tokens}
         answer = once.withdraw(self.client, list(tokens), before)
         late = {tokens.get(item, item) for item in answer}
         for key, attempt in keys.items():

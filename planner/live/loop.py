@@ -96,6 +96,8 @@ class LiveDriver(Recording):
         self.listeners: list[Callable[[LiveDriver, Step], None]] = []
         self.ahead: dict[str, StartRun] = {}  # chained runs recorded pending, not yet started
         self.kept: list[ChainKept] = []  # withdrawals too late, for the core's next step
+        self.held: list[Done] = []  # ends of chained runs that the core has not started yet
+        self.unsubmitted: set[str] = set()  # chained runs whose ancestor left Dask first
         now = clock()
         withdraw_pending(store, dispatcher, now)  # chained runs an earlier planner left
         registry, applied = store.load_registry()
@@ -170,7 +172,7 @@ class LiveDriver(Recording):
     def _record(self, step: Step) -> bool:
         """Carry out ``step``; on a database outage keep it (and its outcomes) for a retry."""
         saved = (dict(self.outcomes), list(self.started_writes), dict(self.deadlines))
-        chains = (dict(self.ahead), list(self.kept))
+        chains = (dict(self.ahead), list(self.kept), set(self.unsubmitted), self.summary.ahead)
         counts = (self.summary.started, Counter(self.summary.statuses), len(self.summary.runs))
         self.unrecorded = step
         try:
@@ -180,7 +182,7 @@ class LiveDriver(Recording):
                 raise
             # nothing of the step committed: put back what recording it consumed
             self.outcomes, self.started_writes, self.deadlines = saved
-            self.ahead, self.kept = chains
+            self.ahead, self.kept, self.unsubmitted, self.summary.ahead = chains
             self.summary.started, self.summary.statuses = counts[0], counts[1]
             del self.summary.runs[counts[2] :]
             self.outage.failed(exc)
@@ -231,7 +233,8 @@ class LiveDriver(Recording):
                     step = self.core.settle(now, *self.kept, *events)
                 self.kept = []
                 # chained runs that did not start: withdrawn (their ancestors were cancelled)
-                idle = tuple(r for r in self.ahead if r not in {s.run_id for s in step.starts})
+                listed = {s.run_id for s in step.starts} | set(step.withdrawn)
+                idle = tuple(r for r in self.ahead if r not in listed)
                 step = dataclasses.replace(step, withdrawn=(*step.withdrawn, *idle))
                 self._best_effort(lambda: self._carry_out(step, flush=True))
         if record:
@@ -284,6 +287,9 @@ class LiveDriver(Recording):
                         self.started_waiting = time.monotonic()
                     self.started_writes.append(item)
             elif isinstance(item, Done):
+                if item.run_id in self.ahead:  # a chained run the core has not started yet:
+                    self.held.append(item)  # its end waits for its start (or its withdrawal)
+                    continue
                 outcome = self.dispatcher.take(item)
                 if outcome is not None:
                     events.append(self._finished(item.run_id, item.attempt, outcome))

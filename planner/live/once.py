@@ -23,6 +23,7 @@ per attempt, on the worker.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections import OrderedDict
@@ -33,6 +34,8 @@ from distributed.utils import sync
 
 HANDLER = "planner_claim_attempt"
 WITHDRAW = "planner_withdraw_attempts"
+#: "every submission so far and later": withdrawing a key for good
+FOREVER = 2**63
 #: keys remembered on the scheduler; far more than attempts can be in flight or in doubt at once
 MAX_CLAIMS = 200_000
 
@@ -107,11 +110,25 @@ def withdraw(client: Client, tokens: list[str], keys: dict[str, int] | None = No
     the tokens and keys claimed already (too late: they run, or ran)."""
     if not tokens and not keys:
         return set()
-    return set(client.run_on_scheduler(_withdraw, tokens=tokens, keys=keys or {}))
+    answer = client.run_on_scheduler(_withdraw, tokens=tokens, keys=keys or {}, client=client.id)
+    return set(answer)
 
 
-def _withdraw(tokens: list[str], keys: dict[str, int], dask_scheduler: Any = None) -> list[str]:
-    return list(dask_scheduler.handlers[WITHDRAW](tokens=tokens, keys=keys))
+def _withdraw(
+    tokens: list[str], keys: dict[str, int], client: str, dask_scheduler: Any = None
+) -> list[str]:
+    late = list(dask_scheduler.handlers[WITHDRAW](tokens=tokens, keys=keys))
+    # the withdrawn tasks are forgotten too, even those fire_and_forget keeps wanted: their
+    # key must not linger for a later submission of the same name
+    gone = {split_token(t)[0] for t in tokens if t not in late} | {k for k in keys if k not in late}
+    if gone:
+        try:
+            dask_scheduler.stimulus_cancel(
+                keys=sorted(gone), client=client, force=True, reason="withdrawn", msg="withdrawn"
+            )
+        except Exception:  # a key already on its way out: its claim is refused all the same
+            logging.getLogger(__name__).debug("cancel of %s failed", gone, exc_info=True)
+    return late
 
 
 def claim(worker: Any, key: str) -> bool:

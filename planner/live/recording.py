@@ -8,6 +8,7 @@ Dask and runs ``on_cancel`` hooks (write before act).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -19,7 +20,7 @@ from typing import Any
 
 from planner.core.events import ChainKept, StartRun, Step
 from planner.core.planner import Planner
-from planner.live.dispatch import Dispatcher, Started
+from planner.live.dispatch import Dispatcher, Done, Started
 from planner.live.worker import JobOutcome, JobSpec, run_hook
 from registry.lifecycle import RunStatus
 from registry.model import ProcessDef
@@ -73,6 +74,8 @@ class Recording:
     clock: Callable[[], datetime]
     ahead: dict[str, StartRun]  # chained runs recorded pending, not yet started
     kept: list[ChainKept]  # withdrawals that came too late, for the core's next step
+    held: list[Done]  # ends of chained runs not yet started by the core
+    unsubmitted: set[str]  # chained runs decided while their ancestor's end was in transit
 
     def _carry_out(self, step: Step, *, flush: bool = False) -> bool:
         """Record the step as one ``Turn`` (one transaction, a bounded number of statements),
@@ -88,7 +91,7 @@ class Recording:
         self._record_withdrawn(step.withdrawn, turn)
         hooks = self._record_settled(step, turn)
         specs = self._record_starts(step, turn)
-        chained = self._record_chained(step, turn)
+        chained = self._record_chained(step, turn, {spec.run_id for spec, _ in specs})
         ended = {(e.run_id, e.attempt) for e in turn.ended if e.start is not None}
         turn.started = [  # an attempt that also ended in this turn: its end says when it began
             AttemptStart(run_id=s.run_id, attempt=s.attempt, start=s.start, worker=s.worker)
@@ -100,26 +103,37 @@ class Recording:
         self.started_writes = [s for s in self.started_writes if s.run_id in self.ahead]
         self.dispatcher.submit_many(specs)
         for spec, after, resources in chained:
-            if not self.dispatcher.submit_chained(spec, after, resources=resources):
-                log.error("run %s: its ancestor %s is not in flight here", spec.run_id, after)
+            self.dispatcher.submit_chained(spec, after, resources=resources)
+        self._release_held()
         for hook in hooks:
             hook()
         return True
 
+    def _release_held(self) -> None:
+        """Ends of chained runs that arrived before the core started them: once started, they
+        are handled as any end (next turn); once withdrawn, they are dropped."""
+        for item in [d for d in self.held if d.run_id not in self.ahead]:
+            self.held.remove(item)
+            if item.run_id in self.dispatcher.futures_by_run():
+                self.dispatcher.inbox.put(item)
+                self.dispatcher.wake.set()
+
     def _record_withdrawn(self, withdrawn: Sequence[str], turn: Turn) -> None:
         """Chained runs the core withdrew: make sure Dask will not run them, then delete their
         records. Those Dask had begun stand (``ChainKept`` for the core's next step)."""
+        for run_id in [r for r in withdrawn if r in self.unsubmitted]:  # neither recorded nor sent
+            self.unsubmitted.discard(run_id)
+            self.ahead.pop(run_id, None)
         attempts = [(run_id, 1) for run_id in withdrawn if run_id in self.ahead]
         late = {run_id for run_id, _ in self.dispatcher.withdraw(attempts)} if attempts else set()
         for run_id, _ in attempts:
             if run_id in late:
                 self.kept.append(ChainKept(run_id=run_id))
-            else:
-                del self.ahead[run_id]
+            elif self.ahead.pop(run_id, None) is not None:
                 turn.withdrawn.append(run_id)
 
     def _record_chained(
-        self, step: Step, turn: Turn
+        self, step: Step, turn: Turn, submitting: set[str]
     ) -> list[tuple[JobSpec, str, dict[str, float]]]:
         """Runs decided ahead: recorded ``pending``, then handed to Dask behind their ancestor."""
         registry = self.core.registry
@@ -127,6 +141,12 @@ class Recording:
         for start in step.chained:
             assert start.after is not None
             definition = registry.processes[start.process]
+            self.ahead[start.run_id] = start
+            if start.after not in submitting and not self.dispatcher.in_flight(start.after):
+                # its ancestor's end is on its way (taken while the database was away): the run
+                # is recorded and submitted, plainly, if the core starts it
+                self.unsubmitted.add(start.run_id)
+                continue
             turn.created.append(
                 NewRun(
                     run_id=start.run_id,
@@ -138,7 +158,6 @@ class Recording:
                     pending=True,
                 )
             )
-            self.ahead[start.run_id] = start
             spec = self._spec(definition, start)
             out.append((spec, start.after, dict(definition.resources)))
         return out
@@ -201,6 +220,10 @@ class Recording:
         specs: list[tuple[JobSpec, dict[str, float]]] = []
         for start in step.starts:
             definition = registry.processes.get(start.process)
+            if start.ahead and start.run_id in self.unsubmitted:  # never handed over: now
+                self.unsubmitted.discard(start.run_id)
+                self.ahead.pop(start.run_id, None)
+                start = dataclasses.replace(start, ahead=False, after=None)
             if start.ahead:  # recorded and handed to Dask already: it now counts as started
                 turn.confirmed.append(start.run_id)
                 if start.request_id is not None:  # its trigger is satisfied only now

@@ -18,7 +18,7 @@ from planner.core.events import Event, RunFinished
 from planner.live.dispatch import Dispatcher, attempt_key
 from planner.live.worker import JobOutcome
 from registry.lifecycle import RunStatus
-from registry.records import ErrorInfo, Turn
+from registry.records import AttemptEnd, ErrorInfo, Turn
 from registry.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -26,17 +26,26 @@ log = logging.getLogger(__name__)
 
 def withdraw_pending(store: Store, dispatcher: Dispatcher, now: datetime) -> None:
     """Chained runs an earlier planner recorded ``pending`` (handed to Dask ahead of their
-    ancestor's end) and never saw start: withdrawn on the scheduler and deleted — unless Dask
-    had begun them, and then they are queued runs like any other, for ``reconcile``."""
+    ancestor's end) and never saw start: withdrawn on the scheduler for good and recorded
+    ``cancelled`` (error ``Withdrawn``; their numbers stay taken) — unless Dask had begun them,
+    and then they are queued runs like any other, for ``reconcile``."""
     pending = store.pending_runs()
     if not pending:
         return
     late = dispatcher.withdraw(pending)
+    error = ErrorInfo(type="Withdrawn", message="the planner that chained it stopped first")
     store.record_turn(
         Turn(
             at=now,
-            withdrawn=[run_id for run_id, attempt in pending if (run_id, attempt) not in late],
             confirmed=[run_id for run_id, _ in sorted(late)],
+            # cancelled, not deleted: the run number stays taken (its key was used)
+            ended=[
+                AttemptEnd(
+                    run_id=run_id, attempt=attempt, status=RunStatus.CANCELLED, end=now, error=error
+                )
+                for run_id, attempt in pending
+                if (run_id, attempt) not in late
+            ],
         )
     )
     log.info("%d chained run(s) left by an earlier planner withdrawn", len(pending) - len(late))

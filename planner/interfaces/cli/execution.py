@@ -159,7 +159,7 @@ def run(
         click.echo("stopped: runs in flight were cancelled or left to the next planner", err=True)
     failed = [(p, r, a) for p, r, a, status, _ in summary.runs if status in FAILED]
     errors = _errors_of(store, failed, since=began)
-    show(run_summary_view(summary.runs, summary.started, errors))
+    show(run_summary_view(summary.runs, summary.started, errors, summary.ahead))
 
 
 def _errors_of(

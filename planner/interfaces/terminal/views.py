@@ -308,15 +308,19 @@ def run_summary_view(
     runs: Sequence[tuple[str, str, int, str, float | None]],
     started: int,
     errors: Mapping[tuple[str, int], ErrorInfo],
+    ahead: int = 0,
 ) -> Group:
-    """``runs``: (process, run id, attempt, status, duration in seconds) of finished attempts."""
+    """``runs``: (process, run id, attempt, status, duration in seconds) of finished attempts;
+    ``ahead``: how many of the ``started`` were chained (handed to Dask before their ancestor
+    ended)."""
     table = new_table("finished attempts", "process", "run id", "attempt", "status", "duration")
     for process, run_id, attempt, status, duration in runs:
         add_row(table, process, run_id, str(attempt), status_text(status), seconds_text(duration))
     counts = Counter(status for *_, status, _ in runs)
     tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none finished"
     lines: list[RenderableType] = [table] if runs else []
-    lines.append(Text(f"{started} attempts started; {tally}"))
+    chained = f" ({ahead} chained ahead)" if ahead else ""
+    lines.append(Text(f"{started} attempts started{chained}; {tally}"))
     failed = [r for r in runs if r[3] in FAILED]
     if failed:
         lines.append(Text(f"{len(failed)} attempts failed:", style="bold red"))
