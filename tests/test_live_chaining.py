@@ -4,6 +4,7 @@ ancestor succeeds, and withdrawn ones never run and leave no record (SQLite and 
 from __future__ import annotations
 
 import itertools
+import random
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -14,6 +15,7 @@ from distributed import Client, LocalCluster
 
 from planner.live.dispatch import Dispatcher
 from planner.live.loop import LiveDriver, utcnow
+from planner.simulation.simulate import simulate
 from registry.definitions.loader import load_files
 from registry.lifecycle import RunStatus
 from registry.records import NewRun, Turn
@@ -183,3 +185,33 @@ processes:
     assert store.pending_runs() == [] and store.active_runs() == []
     assert [(r.process, r.status) for r in store.history()] == [("sa", RunStatus.CANCELLED)]
     assert live_jobs.CALLS["sb"] == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_on_one_slot_the_live_order_is_the_simulated_order(
+    tmp_path: Path, client: Client, seed: int
+) -> None:
+    """With one slot every decision is made at a completion, one at a time, so the order of
+    starts depends on the rules alone: the live loop (chaining on) must start what simulate
+    starts, in the same order — chained starts included."""
+    rng = random.Random(seed)
+    lines = ["slots: 1", "processes:"]
+    names = [f"q{seed}_{i:02d}" for i in range(14)]
+    for i, name in enumerate(names):
+        ancestors = rng.sample(names[:i], k=min(i, rng.randint(0, 2)))
+        lines += [
+            f"  {name}:",
+            "    run: workflows.jobs.demo:noop",
+            f"    priority: {rng.randint(0, 2)}",
+            f"    expected_duration: {rng.randint(1, 90)}s",
+        ]
+        if ancestors:
+            lines.append(f"    ancestors: [{', '.join(ancestors)}]")
+    store = _store(tmp_path, "\n".join(lines) + "\n", f"sqlite:///{tmp_path}/planner.db")
+    summary = _driver(store, client).run(until_idle=True)
+    live = [r.process for r in sorted(store.history(), key=lambda r: r.start or r.queued)]
+    registry, _ = store.load_registry()
+    sim = simulate(registry, start=utcnow(), until=utcnow() + timedelta(days=1))
+    assert live == [r.process for r in sim.runs]
+    assert summary.statuses == {"succeeded": len(names)}
+    assert summary.ahead > 0  # not vacuous: some of those starts were chained
