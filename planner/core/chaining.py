@@ -44,9 +44,11 @@ from typing import Any
 
 from planner.core import capacity
 from planner.core.book import ProcessBook
-from planner.core.events import Code, StartKind, StartRun, TriggerRequested
+from planner.core.candidates import Group
+from planner.core.events import Code, Reason, StartKind, StartRun, TriggerRequested
 from planner.core.ranking import rank_key
 from planner.core.readiness import ancestor_problems, fire_to_run
+from planner.core.reservation import Hold
 from planner.core.state import Flight, ProcState, Readiness
 from registry.lifecycle import RunStatus
 from registry.model import ProcessDef
@@ -297,22 +299,14 @@ class Chaining(ProcessBook):
             key, ps, r = best
             if ps.definition.pool is not None or ps.definition.resources:
                 return None
-            if self._capacity_blocks(ps, now, free, pool_use, resource_use):
+            if self._blocker(ps, now, free, pool_use, resource_use, [], []) is not None:
                 return None
             # a waiting candidate that ranks before it and could take the freed slot wins it:
             # the best of each group (pool, resources) that capacity would then admit
             for group in self.candidates.groups.values():
                 if not group.keys or group.keys[0] >= key:
                     continue
-                blocked = capacity.need_blocker(
-                    group.pool,
-                    group.resources,
-                    registry=self.registry,
-                    pool_use=pool_use,
-                    resource_use=resource_use,
-                    workers=self.worker_resources,
-                )
-                if blocked is None:
+                if self._need_blocker(group, pool_use, resource_use) is None:
                     return None
             plan = next_run(ps, r, now)
         return ps, r, plan
@@ -326,15 +320,19 @@ class Chaining(ProcessBook):
             return False
         return ancestor_problems(ps, self.states) == [f"{ancestor} (running)"]
 
-    def _capacity_blocks(
+    # -- capacity (shared with the allocation) ---------------------------------------------
+
+    def _blocker(
         self,
         ps: ProcState,
         now: datetime,
         free: int,
         pool_use: Counter[str],
         resource_use: Counter[str],
-    ) -> bool:
-        reason = capacity.blocker(
+        holds: list[Hold],
+        busy: list[datetime | None],
+    ) -> Reason | None:
+        return capacity.blocker(
             ps,
             now,
             free=free,
@@ -344,10 +342,25 @@ class Chaining(ProcessBook):
             pool_use=pool_use,
             resource_use=resource_use,
             workers=self.worker_resources,
-            holds=[],
-            busy=[],
+            holds=holds,
+            busy=busy,
         )
-        return reason is not None
+
+    def _need_blocker(
+        self,
+        group: Group,
+        pool_use: Counter[str] | None = None,
+        resource_use: Counter[str] | None = None,
+    ) -> Reason | None:
+        """What keeps a whole capacity group from starting (pool, resources), or None."""
+        return capacity.need_blocker(
+            group.pool,
+            group.resources,
+            registry=self.registry,
+            pool_use=self.pool_use if pool_use is None else pool_use,
+            resource_use=self.resource_use if resource_use is None else resource_use,
+            workers=self.worker_resources,
+        )
 
     # -- starting ---------------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ from datetime import datetime
 from typing import Any
 
 from planner.core import capacity
-from planner.core.candidates import Group, Walk
+from planner.core.candidates import Walk
 from planner.core.chaining import Chain, Chaining, next_run
 from planner.core.events import (
     ChainKept,
@@ -354,40 +354,6 @@ class Planner(Chaining):
                 self.candidates.add(ps.rank)
         if ps.rank is not None:
             self.candidates.settle(ps.rank, reason)
-
-    def _blocker(
-        self,
-        ps: ProcState,
-        now: datetime,
-        free: int,
-        pool_use: Counter[str],
-        resource_use: Counter[str],
-        holds: list[Hold],
-        busy: list[datetime | None],
-    ) -> Reason | None:
-        return capacity.blocker(
-            ps,
-            now,
-            free=free,
-            slots=self.slots,
-            registry=self.registry,
-            tz=self.tz,
-            pool_use=pool_use,
-            resource_use=resource_use,
-            workers=self.worker_resources,
-            holds=holds,
-            busy=busy,
-        )
-
-    def _need_blocker(self, group: Group) -> Reason | None:
-        return capacity.need_blocker(
-            group.pool,
-            group.resources,
-            registry=self.registry,
-            pool_use=self.pool_use,
-            resource_use=self.resource_use,
-            workers=self.worker_resources,
-        )
 
     def _holds(self, now: datetime, evaluations: Mapping[str, Readiness] | None) -> list[Hold]:
         return capacity.reservation_holds(now, self.reserved, self.states, evaluations)

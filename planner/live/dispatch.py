@@ -261,30 +261,12 @@ class Dispatcher:
         if ancestor is None:
             return False
         key = attempt_key(spec.run_id, spec.attempt)
-        token = self._token(key)
-        self.tokens[key] = token
-        future = self.client.submit(
-            run_chained,
-            ancestor,
-            spec,
-            key,
-            token,
-            key=key,
-            pure=False,
-            retries=0,
-            resources=dict(resources) if resources else None,
-        )
-        self._watch(spec.run_id, spec.attempt, future)
-        if self.remote:
-            fire_and_forget(future)
+        self.tokens[key] = self._submit(run_chained, spec, resources, ancestor)
         return True
 
     def in_flight(self, run_id: str) -> bool:
         """An attempt of ``run_id`` is submitted and not yet taken back."""
         return any(r == run_id for r, _ in self.futures)
-
-    def futures_by_run(self) -> set[str]:
-        return {run_id for run_id, _ in self.futures}
 
     def withdraw(self, attempts: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
         """Withdraw chained attempts: those Dask has not begun never will be, and are forgotten
@@ -306,10 +288,18 @@ class Dispatcher:
         return {keys[k] for k in late}
 
     def submit(self, spec: JobSpec, *, resources: Mapping[str, float] | None = None) -> str:
+        self._submit(run_attempt, spec, resources)
+        return attempt_key(spec.run_id, spec.attempt)
+
+    def _submit(
+        self, task: Any, spec: JobSpec, resources: Mapping[str, float] | None, *before: Any
+    ) -> str:
+        """Submit one attempt as ``task(*before, spec, key, token)``; returns its token."""
         key = attempt_key(spec.run_id, spec.attempt)
         token = self._token(key)  # this submission; a Dask re-run repeats it
         future = self.client.submit(
-            run_attempt,
+            task,
+            *before,
             spec,
             key,
             token,
@@ -321,7 +311,7 @@ class Dispatcher:
         self._watch(spec.run_id, spec.attempt, future)
         if self.remote:
             fire_and_forget(future)
-        return key
+        return token
 
     def _token(self, key: str) -> str:
         """A token unique to one submission of ``key`` (see ``planner.live.once``)."""

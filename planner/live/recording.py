@@ -114,7 +114,7 @@ class Recording:
         are handled as any end (next turn); once withdrawn, they are dropped."""
         for item in [d for d in self.held if d.run_id not in self.ahead]:
             self.held.remove(item)
-            if item.run_id in self.dispatcher.futures_by_run():
+            if self.dispatcher.in_flight(item.run_id):
                 self.dispatcher.inbox.put(item)
                 self.dispatcher.wake.set()
 
@@ -147,17 +147,7 @@ class Recording:
                 # is recorded and submitted, plainly, if the core starts it
                 self.unsubmitted.add(start.run_id)
                 continue
-            turn.created.append(
-                NewRun(
-                    run_id=start.run_id,
-                    process=start.process,
-                    scheduled=start.scheduled,
-                    queued=start.decided_at,
-                    params=start.params,
-                    request_id=start.request_id,
-                    pending=True,
-                )
-            )
+            turn.created.append(_new_run(start, pending=True))
             spec = self._spec(definition, start)
             out.append((spec, start.after, dict(definition.resources)))
         return out
@@ -233,16 +223,7 @@ class Recording:
                 continue
             assert definition is not None
             if start.attempt == 1:
-                turn.created.append(
-                    NewRun(
-                        run_id=start.run_id,
-                        process=start.process,
-                        scheduled=start.scheduled,
-                        queued=start.decided_at,
-                        params=start.params,
-                        request_id=start.request_id,
-                    )
-                )
+                turn.created.append(_new_run(start))
                 if start.request_id is not None:  # the trigger it satisfies is handled now
                     turn.handled.append(start.request_id)
             else:
@@ -301,3 +282,15 @@ class Recording:
             }
         )
         del self.recent[:-200]
+
+
+def _new_run(start: StartRun, *, pending: bool = False) -> NewRun:
+    return NewRun(
+        run_id=start.run_id,
+        process=start.process,
+        scheduled=start.scheduled,
+        queued=start.decided_at,
+        params=start.params,
+        request_id=start.request_id,
+        pending=pending,
+    )
