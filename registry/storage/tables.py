@@ -15,6 +15,7 @@
     planners           the planner processes seen on this database: leader, standbys, stopped
     requests           operator requests (trigger, cancel, reset) waiting for the planner
     decisions          the decision log
+    registry_digest    one row: the digest of the files last applied
 
 Rows never leave this module as domain objects: ``sqlstore`` converts them.
 """
@@ -142,7 +143,9 @@ attempts = Table(
     Column("error_type", String(255), nullable=True),
     Column("error_message", Text, nullable=True),
     Column("error_traceback", Text, nullable=True),
-    Column("result", Text, nullable=True),
+    Column("result", Text, nullable=True),  # a short summary: the value's repr, a stdout tail
+    Column("log", Text, nullable=True),  # the captured log, bounded on the worker
+    Column("result_json", JSON(none_as_null=True), nullable=True),  # the returned value as JSON
     Index("ix_attempts_queued", "queued"),
     Index("ix_attempts_process_queued", "process", "queued"),
     Index("ix_attempts_process_status_end", "process", "status", "end"),
@@ -167,6 +170,8 @@ requests = Table(
     Column("force", Boolean, nullable=False, default=False),
     Column("created", UTCDateTime, nullable=False),
     Column("handled", UTCDateTime, nullable=True),
+    Column("at", UTCDateTime, nullable=True),  # a trigger for a later time (trigger --at)
+    Column("scheduled", UTCDateTime, nullable=True),  # a backfill's fire time (ctx.scheduled)
     Index("ix_requests_handled_id", "handled", "id"),
 )
 
@@ -207,6 +212,16 @@ planners = Table(
     Column("started", UTCDateTime, nullable=False),
     Column("seen", UTCDateTime, nullable=False),
     Index("ix_planners_seen", "seen"),
+)
+
+# One row (id 1) once files were applied: the digest of what was applied (the files' bytes and
+# names), so that ``planner run FILES`` on unchanged files skips validating them again.
+registry_digest = Table(
+    "registry_digest",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("digest", String(64), nullable=False),
+    Column("applied_at", UTCDateTime, nullable=False),
 )
 
 #: the tables whose every change bumps ``registry_revision``
