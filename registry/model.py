@@ -86,6 +86,16 @@ class ProcessDef:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Retention:
+    """How long records are kept (``None``: for ever). The planner purges older ones, never
+    what readiness still reads (``registry.storage.retention``)."""
+
+    runs: timedelta | None = None
+    logs: timedelta | None = timedelta(days=30)
+    decisions: timedelta | None = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RegistryDef:
     """A whole validated registry: settings plus processes by name.
 
@@ -99,6 +109,7 @@ class RegistryDef:
     slots: int | None = None
     pools: Mapping[str, int] = field(default_factory=dict)
     ranking: Ranking = Ranking.ADP
+    retention: Retention = field(default_factory=Retention)
     processes: Mapping[str, ProcessDef] = field(default_factory=dict)
     invalid: Mapping[str, str] = field(default_factory=dict)
     problems: tuple[str, ...] = ()

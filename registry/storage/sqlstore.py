@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -48,10 +48,12 @@ from registry.records import (
     RequestKind,
     Turn,
 )
-from registry.storage import leases, run_writes, schema_version, turn_writes
+from registry.storage import leases, retention, run_writes, schema_version, statistics, turn_writes
 from registry.storage import queries as q
 from registry.storage.codec import json_roundtrip, process_to_document, settings_to_document
 from registry.storage.engine import make_engine, write_transaction
+from registry.storage.retention import Cutoffs, Purged
+from registry.storage.statistics import ProcessStats
 from registry.storage.tables import (
     process_state,
     processes,
@@ -414,6 +416,26 @@ class SqlStore:
     def decisions(self, process: str | None = None, *, limit: int = 50) -> list[LoggedDecision]:
         with self._read() as conn:
             return q.logged_decisions(conn, process, limit)
+
+    # -- statistics and retention ---------------------------------------------------------------
+
+    def stats(self, *, since: datetime, process: str | None = None) -> list[ProcessStats]:
+        with self._read() as conn:
+            return statistics.process_stats(conn, since=since, process=process)
+
+    def purge(
+        self, cutoffs: Cutoffs, *, counted: Collection[str] = (), dry_run: bool = False
+    ) -> Purged:
+        if dry_run:
+            with self._read() as conn:
+                return retention.purgeable(conn, cutoffs, counted=counted)
+        done = Purged()
+        while True:  # one short transaction per batch: the planner's own writes go in between
+            with self._write() as conn:
+                step = retention.purge_batch(conn, cutoffs, counted=counted)
+            done += step
+            if step.total == 0:
+                return done
 
     # -- leadership -----------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ Rules every implementation keeps (``tests/test_store_contract.py`` checks them):
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -37,6 +37,8 @@ from registry.records import (
     RequestKind,
     Turn,
 )
+from registry.storage.retention import Cutoffs, Purged
+from registry.storage.statistics import ProcessStats
 
 DEFAULT_URL = "sqlite:///planner.db"
 
@@ -181,6 +183,19 @@ class Store(Protocol):
 
     def decisions(self, process: str | None = None, *, limit: int = 50) -> list[LoggedDecision]:
         """Newest first."""
+        ...
+
+    # -- statistics and retention ---------------------------------------------------------------
+    def stats(self, *, since: datetime, process: str | None = None) -> list[ProcessStats]:
+        """Per process, the figures of the runs created since ``since``, sorted by name."""
+        ...
+
+    def purge(
+        self, cutoffs: Cutoffs, *, counted: Collection[str] = (), dry_run: bool = False
+    ) -> Purged:
+        """Remove records older than ``cutoffs``, keeping what readiness reads; ``counted``
+        names the processes whose successes count (``max_runs``). In batches, one transaction
+        each; ``dry_run`` counts them and deletes nothing."""
         ...
 
     def batch(self) -> AbstractContextManager[None]:

@@ -5,6 +5,7 @@
 ``definitions``  ``validate``, ``apply``, ``schema``, ``graph``;
 ``execution``    ``run``;
 ``inspection``   ``plan``, ``simulate``, ``explain``, ``status``, ``history``;
+``maintenance``  ``stats``, ``purge``;
 ``operations``   ``trigger``, ``cancel``, ``hold``, ``release``, ``reset``, ``set``;
 ``database``     ``db current``, ``db upgrade``.
 
@@ -22,6 +23,7 @@ from planner.interfaces.cli import (  # noqa: F401
     definitions,
     execution,
     inspection,
+    maintenance,
     operations,
 )
 from planner.interfaces.cli.app import cli, main
