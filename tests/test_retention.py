@@ -9,6 +9,7 @@ because its old records went.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,11 +18,12 @@ from click.testing import CliRunner
 from sqlalchemy import func, insert, select, update
 
 from planner.interfaces.cli import cli
+from planner.live.housekeeping import Housekeeper
 from registry.lifecycle import RunStatus
 from registry.model import ProcessDef, RegistryDef, Retention
 from registry.records import RequestKind
 from registry.storage import retention
-from registry.storage.retention import DURATIONS_KEPT, Cutoffs
+from registry.storage.retention import DURATIONS_KEPT, Cutoffs, Purged
 from registry.storage.sqlstore import SqlStore
 from registry.storage.statistics import percentile
 from registry.storage.tables import attempts, decisions
@@ -265,3 +267,47 @@ def test_stats_and_purge_commands(sqlite_url: str) -> None:
         assert {a.run_id for a in store.history(limit=None)} == {"a-1", "a-3"}
     finally:
         store.close()
+
+
+# -- the running planner's housekeeping ---------------------------------------------------------
+
+
+def test_the_housekeeper_purges_with_the_current_registry_retention(store: SqlStore) -> None:
+    reg = history_of_many(store)
+    current = [replace(reg, retention=Retention(runs=None, logs=None, decisions=None))]
+    keeper = Housekeeper(store, lambda: current[0], lambda: day(100))
+    assert keeper.purge_now().total == 0  # nothing expires: nothing goes
+    current[0] = replace(reg, retention=Retention(runs=timedelta(days=60)))
+    done = keeper.purge_now()
+    assert done.runs > 0 and keeper.purged == done and keeper.passes == 2
+    daily = [a for a in store.history(limit=None) if a.process == "daily"]
+    assert len(daily) == DURATIONS_KEPT and all(a.end and a.end >= day(40) for a in daily)
+
+
+def test_the_housekeeper_thread_purges_until_closed(sqlite_url: str) -> None:
+    store = SqlStore(sqlite_url)
+    reg = history_of_many(store)
+    passes: list[Purged] = []
+    purged = threading.Event()
+
+    class Watched:  # the real store, with a signal after each purge
+        def purge(self, *args: Any, **kwargs: Any) -> Purged:
+            result = store.purge(*args, **kwargs)
+            passes.append(result)
+            purged.set()
+            return result
+
+    now = day(100)
+    keeper = Housekeeper(
+        Watched(),  # type: ignore[arg-type]
+        lambda: replace(reg, retention=Retention(runs=timedelta(days=1))),
+        lambda: now,
+        interval=timedelta(hours=1),
+        first_after=timedelta(0),
+    ).start()
+    try:
+        assert purged.wait(30)
+    finally:
+        keeper.close()
+    assert len(passes) == 1 and passes[0].runs > 0  # one pass, then the hour-long wait
+    store.close()

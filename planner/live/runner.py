@@ -12,6 +12,8 @@
    ``running`` with nobody to own it; with a remote scheduler they keep running and the next
    planner re-attaches them. Then the lease is released, so a standby takes over at once.
 
+While it drives, a ``Housekeeper`` thread purges records past the registry's ``retention``.
+
 Slots on an adaptive cluster: the core's slots are ``--slots``, else the registry's ``slots:``,
 else the cluster's threads. An adaptive in-process cluster (``--adapt``) reports the threads it
 can grow to (``_ReachableCapacity``), so the default is MAX workers' worth and the ready runs
@@ -42,6 +44,7 @@ from types import FrameType
 from planner.core.events import Step
 from planner.live.cluster import Adapt, Connection, connect
 from planner.live.dispatch import Dispatcher
+from planner.live.housekeeping import Housekeeper
 from planner.live.leadership import DEFAULT_TIMEOUT, Leadership
 from planner.live.loop import LiveDriver, utcnow
 from planner.live.outage import DEFAULT_LIMIT
@@ -123,12 +126,15 @@ def run_planner(
                     driver.stop()
                 cleanup = on_ready(driver, conn) if on_ready is not None else None
                 until = utcnow() + duration if duration is not None else None
+                core = driver.core
+                keeper = Housekeeper(store, lambda: core.registry, utcnow).start()
                 try:
                     summary = driver.run(until_idle=until_idle, until=until)
                 except LeaseLost:
                     lost = True
                     raise
                 finally:
+                    keeper.close()
                     driver.shutdown(cancel=not conn.remote, record=not lost)
                     if cleanup is not None:
                         cleanup()
