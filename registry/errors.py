@@ -2,11 +2,16 @@
 
     PlannerError                      base of everything raised on purpose
     ├── DefinitionError(ValueError)   the user's YAML (or a ``planner set`` value) is wrong;
-    │                                 carries every ``Problem`` found (file, line, process)
+    │                                 carries every ``Problem`` found (file, line, process,
+    │                                 template and item), said grouped (``group_problems``)
     ├── ProcessNotFound(LookupError)  a command named a process the registry does not have
     ├── RunNotFound(LookupError)      a command named a run id the store does not have
     ├── NoDatabase(LookupError)       a command that only reads found no database to read
     ├── UnsupportedDatabase(ValueError)  a database URL this planner cannot use (or none)
+    ├── InvalidRequest(ValueError)    an operator's request is malformed (``trigger`` params that
+    │                                 are not a JSON object of finite numbers, an empty change)
+    ├── Conflict(RuntimeError)        a request that cannot be carried out as asked now (``reset``
+    │                                 while a run is in flight): the message says what to do
     ├── IllegalTransition(RuntimeError)  a run status change the lifecycle table forbids
     ├── SchemaMismatch(RuntimeError)  the database's schema is at another revision than this
     │                                 planner's: older (``planner db upgrade``) or unknown to it
@@ -15,12 +20,24 @@
 
 Runtime failures of jobs (a callable raised, a command exited non-zero) are not exceptions of the
 planner: they are recorded on the attempt (``ErrorInfo``) and handled by retry policy.
+
+Many processes often fail the same way — 700 processes naming a module that does not import, the
+2,000 items of a template with one bad field — and 700 lines say less than one. So problems are
+said grouped: ``group_problems`` gathers the problems of at least ``GROUP_AT`` processes that have
+the same message at the same key (relative to each process; for a template's items, the same key
+of the template) into one ``ProblemGroup``, printed once with the count, the file and line of the
+first, and the first ``NAMES_SHOWN`` names. Fewer alike stay one line each, with their own line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+#: how many processes must share a problem for it to be said once, as a group
+GROUP_AT = 4
+#: how many names a group (or a long list of names) shows before "… and N more"
+NAMES_SHOWN = 5
 
 
 class PlannerError(Exception):
@@ -29,19 +46,105 @@ class PlannerError(Exception):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Problem:
-    """One thing wrong with a definition, located as precisely as we can."""
+    """One thing wrong with a definition, located as precisely as we can.
+
+    A problem of a template's process names the template and the item too (``process`` is then
+    ``TEMPLATE.ITEM``); one of the template as a whole (its ``foreach``) has ``template`` and no
+    ``process``."""
 
     file: str
     line: int | None
     process: str | None
     message: str
     path: str = ""  # key path inside the document, e.g. "processes.build.retries"
+    template: str | None = None
+    item: str | None = None
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
-        who = f" process {self.process!r}:" if self.process else ""
+        if self.template is not None and self.item is not None:
+            who = f" process {self.process!r} (template {self.template!r}, item {self.item!r}):"
+        elif self.template is not None:
+            who = f" template {self.template!r}:"
+        else:
+            who = f" process {self.process!r}:" if self.process else ""
         at = f" ({self.path})" if self.path else ""
         return f"{where}:{who} {self.message}{at}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProblemGroup:
+    """The same problem of many processes (at least ``GROUP_AT``), said once.
+
+    ``key`` is where it is inside each process (``run``, ``params.table``); for the items of one
+    template, all at the same place of the template, the full path of that place."""
+
+    problems: tuple[Problem, ...]
+    key: str
+
+    @property
+    def first(self) -> Problem:
+        return self.problems[0]
+
+    def __str__(self) -> str:
+        first = self.first
+        where = first.file if first.line is None else f"{first.file}:{first.line}"
+        count = len(self.problems)
+        if first.template is not None and first.item is not None:
+            items = name_list([p.item or "" for p in self.problems])
+            who = f"template {first.template!r}, {count} items ({items})"
+            at = f" ({self.key})" if self.key else ""
+        else:
+            who = f"{count} processes ({name_list([p.process or '' for p in self.problems])})"
+            at = f" (key {self.key})" if self.key else ""
+        return f"{where}: {who}: {first.message}{at}"
+
+
+def name_list(names: Sequence[str], shown: int = NAMES_SHOWN) -> str:
+    """``a, b, c`` — or, past ``shown`` names by more than one, ``a, b, c, d, e, … and 7 more``."""
+    if len(names) <= shown + 1:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])}, … and {len(names) - shown} more"
+
+
+def group_problems(problems: Iterable[Problem]) -> list[Problem | ProblemGroup]:
+    """``problems`` in their order, those alike of at least ``GROUP_AT`` processes as one group
+    where the first of them was."""
+    ordered = list(problems)
+    alike: dict[tuple[str | None, str, str], list[Problem]] = {}
+    for problem in ordered:
+        key = _group_key(problem)
+        if key is not None:
+            alike.setdefault(key, []).append(problem)
+    out: list[Problem | ProblemGroup] = []
+    said: set[tuple[str | None, str, str]] = set()
+    for problem in ordered:
+        key = _group_key(problem)
+        members = alike.get(key) if key is not None else None
+        if key is None or members is None or len(members) < GROUP_AT:
+            out.append(problem)
+        elif key not in said:
+            said.add(key)
+            out.append(ProblemGroup(problems=tuple(members), key=key[2]))
+    return out
+
+
+def _group_key(problem: Problem) -> tuple[str | None, str, str] | None:
+    """(template, message, key) of a process's problem; ``None`` for one of a file or template.
+
+    The items of a template are alike at the same path of the template; other processes at the
+    same key inside each (``processes.NAME.`` left out)."""
+    if problem.process is None:
+        return None
+    if problem.template is not None and problem.item is not None:
+        return problem.template, problem.message, problem.path
+    prefix = f"processes.{problem.process}"
+    path = problem.path
+    if path == prefix:
+        path = ""
+    elif path.startswith(prefix) and path[len(prefix)] in ".[":
+        path = path[len(prefix) :].removeprefix(".")
+    return None, problem.message, path
 
 
 class DefinitionError(PlannerError, ValueError):
@@ -51,7 +154,11 @@ class DefinitionError(PlannerError, ValueError):
         self.problems: tuple[Problem, ...] = tuple(problems)
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} in the registry"
-        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.grouped()))
+
+    def grouped(self) -> list[Problem | ProblemGroup]:
+        """The problems as they are said: alike ones of many processes as one group."""
+        return group_problems(self.problems)
 
 
 class ProcessNotFound(PlannerError, LookupError):
@@ -94,6 +201,15 @@ class UnsupportedDatabase(PlannerError, ValueError):
     def __init__(self, url: str, problem: str) -> None:
         self.url = url
         super().__init__(f"{problem}: use {self.SUPPORTED}")
+
+
+class InvalidRequest(PlannerError, ValueError):
+    """An operator's request (command line or HTTP API) that cannot be read as asked."""
+
+
+class Conflict(PlannerError, RuntimeError):
+    """A request that is well formed but cannot be carried out in the current state; the message
+    says what to do instead (``reset`` of a process while a run of it is in flight)."""
 
 
 class IllegalTransition(PlannerError, RuntimeError):

@@ -32,10 +32,14 @@ class Ranking(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Source:
-    """Where a definition was written: file and 1-based line."""
+    """Where a definition was written: file and 1-based line; for a process of a template (an
+    entry with ``foreach``), also the template's name and the item (the line is the template's).
+    """
 
     file: str
     line: int
+    template: str | None = None
+    item: str | None = None
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}"
@@ -74,11 +78,22 @@ class ProcessDef:
     on_success: str | None = None
     on_failure: str | None = None
     on_cancel: str | None = None
+    #: after a failed attempt with retries left: returns "retry", "fail" or "cancel"
+    on_error: str | None = None
+    retry_on: tuple[str, ...] = ()  # exception type names worth retrying; empty: any
+    #: "module:callable", or {"sql": ..., "db": ...}: must be true before a start
+    condition: str | Mapping[str, str] | None = None
+    condition_interval: timedelta = timedelta(minutes=1)
     source: Source | None = field(default=None, compare=False)
 
     @property
     def recurrent(self) -> bool:
         return self.cron is not None or self.every is not None
+
+    @property
+    def template(self) -> str | None:
+        """The template this process is an item of (``TEMPLATE.ITEM``), if any."""
+        return self.source.template if self.source is not None else None
 
     def retry_wait(self, attempt: int) -> timedelta:
         """Delay before attempt ``attempt + 1`` after attempt ``attempt`` failed (1-based)."""

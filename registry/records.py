@@ -18,6 +18,8 @@ class ErrorInfo:
     type: str
     message: str
     traceback: str = ""
+    #: the exception's class names with its bases (``retry_on`` matches them); not stored
+    kinds: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +67,19 @@ class AttemptRecord:
     worker: str | None = None
     error: ErrorInfo | None = None
     result: str | None = None  # short summary of the return value / command output
+    #: the returned value as JSON (``None`` too when it was not JSON: ``result`` has its repr)
+    result_json: Any = None
+    params: Mapping[str, Any] = field(default_factory=dict)  # the run's
+    #: the captured log; ``history`` leaves it out (``Store.attempt_log`` reads it)
+    log: str | None = None
+
+    @property
+    def result_document(self) -> Any:
+        """The result as ``history --format json`` shows it: the JSON value, else the repr of
+        a value that was not JSON, marked ``{"repr": ...}``, else ``None``."""
+        if self.result_json is not None:
+            return self.result_json
+        return None if self.result is None else {"repr": self.result}
 
     @property
     def duration_s(self) -> float | None:
@@ -90,6 +105,23 @@ class Request:
     run_id: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     force: bool = False
+    due: datetime | None = None  # a trigger for a later time (``trigger --at``)
+    scheduled: datetime | None = None  # a backfill's fire time, its run's ``ctx.scheduled``
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRecord:
+    """One run as the ``runs`` table holds it (its attempts are ``AttemptRecord``s)."""
+
+    run_id: str
+    process: str
+    status: RunStatus
+    attempt: int  # the current (or last) attempt
+    scheduled: datetime
+    params: Mapping[str, Any] = field(default_factory=dict)
+    created: datetime
+    ended: datetime | None = None
+    request_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,6 +193,8 @@ class AttemptEnd:
     error: ErrorInfo | None = None
     result: str | None = None
     retry_at: datetime | None = None
+    result_json: Any = None  # the returned value as JSON, bounded on the worker
+    log: str | None = None  # the captured log, bounded on the worker
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -103,3 +103,89 @@ def attempt_gate(markers: str, release: str, ctx: Any, timeout: float = 120.0) -
             return "cancelled"
         waited += 0.05
     return "released"
+
+
+def marker_exists(ctx: Any) -> bool:
+    """A condition: true once the file ``ctx.params["marker"]`` exists; counts each ask."""
+    from pathlib import Path
+
+    CALLS[f"asked:{ctx.process}"] += 1
+    STARTED[f"asked:{ctx.process}"].set()
+    return Path(ctx.params["marker"]).exists()
+
+
+def broken_condition() -> bool:
+    """A condition that raises."""
+    raise OSError("the source is unreachable")
+
+
+def touch(marker: str) -> str:
+    """A job: note that it ran, with the marker it was given."""
+    CALLS[f"ran:{marker}"] += 1
+    return marker
+
+
+def fails_until(marker: str) -> str:
+    """Fail until the file ``marker`` exists (a dead letter that a fix lets through)."""
+    from pathlib import Path
+
+    if not Path(marker).exists():
+        raise ConnectionError(f"{marker} is not there yet")
+    return marker
+
+
+def on_error_says(error: Any, attempt: int) -> str:
+    """An ``on_error`` hook: the verdict is the error message's last word (retry/fail/cancel)."""
+    CALLS[f"on_error:{attempt}"] += 1
+    return str(error.message).rsplit(" ", 1)[-1]
+
+
+def on_error_raises() -> str:
+    raise RuntimeError("the hook itself is broken")
+
+
+def raise_named(kind: str, verdict: str = "retry") -> None:
+    """A job raising ``kind`` (ConnectionError, ValueError, TimeoutError…) ending in ``verdict``."""
+    import builtins
+
+    raise getattr(builtins, kind)(f"failing on purpose, {verdict}")
+
+
+def chatty(name: str, lines: int = 3, ctx: Any = None) -> dict[str, Any]:
+    """A job that prints, logs and writes to stderr; returns a JSON result."""
+    import logging
+    import sys
+
+    log = logging.getLogger("tests.chatty")
+    for n in range(lines):
+        print(f"{name} stdout line {n}")
+        log.info("%s logging line %d", name, n)
+    print(f"{name} on stderr", file=sys.stderr)
+    return {"rows": lines, "name": name}
+
+
+def chatty_until(name: str, release: str, ctx: Any = None) -> str:
+    """Print a line, then wait until the test releases it (for ``logs --follow``)."""
+    print(f"{name} is running", flush=True)
+    STARTED[name].set()
+    RELEASE[release].wait(60)
+    print(f"{name} is done", flush=True)
+    return name
+
+
+def spew(chars: int) -> None:
+    """Print ``chars`` characters: more than a log keeps."""
+    block = "x" * 999 + "\n"
+    for _ in range(chars // 1000):
+        print(block, end="")
+    print("the very end")
+
+
+def produce(rows: int) -> dict[str, Any]:
+    """An ancestor: its result is what its descendants get in ``ctx.ancestors``."""
+    return {"rows": rows, "table": "orders"}
+
+
+def consume(ctx: Any) -> dict[str, Any]:
+    """A descendant: returns what it was given of its ancestors."""
+    return {"seen": dict(ctx.ancestors)}

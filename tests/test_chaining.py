@@ -206,9 +206,17 @@ def test_chaining_happens_in_the_simulations_too() -> None:
 def test_the_run_summary_counts_chained_starts() -> None:
     from rich.console import Console
 
-    from planner.interfaces.terminal.views import run_summary_view
+    from planner.interfaces.terminal import FinishedAttempt, RunReport, run_summary_view
 
-    runs = [("a", "a-1", 1, "succeeded", 0.1), ("b", "b-1", 1, "succeeded", 0.1)]
+    report = RunReport(
+        attempts=tuple(
+            FinishedAttempt(process=p, run_id=f"{p}-1", attempt=1, status="succeeded") for p in "ab"
+        ),
+        started=2,
+        ahead=1,
+    )
     console = Console(width=80, record=True)
-    console.print(run_summary_view(runs, 2, {}, ahead=1))
-    assert "2 attempts started (1 chained ahead); 2 succeeded" in console.export_text()
+    console.print(run_summary_view(report))
+    assert "2 attempts started (1 chained ahead); 2 finished: 2 succeeded" in (
+        console.export_text()
+    )

@@ -131,7 +131,7 @@ def record_run(
 
 def test_validate_good_file(url: str, dag_file: Path, tmp_path: Path) -> None:
     result = ok(invoke(url, "validate", str(dag_file)))
-    assert result.stdout.strip() == "ok: 3 processes in 1 files"
+    assert result.stdout.strip() == "ok: 3 processes in 1 file"
     assert not (tmp_path / "p.db").exists()  # validate never touches the database
 
 
@@ -341,9 +341,9 @@ def test_unknown_process_is_a_clean_user_error(url: str, store: SqlStore) -> Non
 def test_history_json_one_entry_per_attempt(url: str, store: SqlStore) -> None:
     record_run(store, "extract", 1, at=T, outcomes=(RunStatus.FAILED, RunStatus.SUCCEEDED))
     doc = json.loads(ok(invoke(url, "history", "--format", "json")).stdout)
-    assert set(doc) == {"runs"}
+    assert set(doc) == {"runs", "more"} and doc["more"] is False
     keys = {"process", "run_id", "attempt", "status", "scheduled", "start", "end"}
-    keys |= {"duration_s", "worker", "error"}
+    keys |= {"duration_s", "worker", "error", "params", "result"}
     assert all(set(run) == keys for run in doc["runs"])
     by_attempt = {r["attempt"]: r for r in doc["runs"]}
     assert by_attempt[1]["status"] == "failed"

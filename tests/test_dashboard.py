@@ -5,6 +5,7 @@ in-process cluster, and served on its own port as for a remote scheduler."""
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import threading
 import time
@@ -13,9 +14,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
+from zoneinfo import ZoneInfo
 
 import pytest
 from bokeh.document import Document
+from bokeh.models.widgets import DataTable
 from distributed import Client, LocalCluster
 
 from planner.interfaces.page import PAGE_PATH, Dashboard, PageHub, PlannerPage, serve
@@ -25,6 +28,7 @@ from planner.interfaces.page.columns import (
     dag_layout,
     gantt_columns,
     queue_columns,
+    running_columns,
     summary_html,
 )
 from planner.live.cluster import Connection
@@ -36,6 +40,7 @@ from tests import live_jobs
 from tests.waiting import wait_for
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+TOKYO = ZoneInfo("Asia/Tokyo")
 
 
 def snapshot(**overrides: Any) -> dict[str, Any]:
@@ -143,6 +148,24 @@ def test_gantt_bars_end_now_while_running_and_span_the_duration_when_done() -> N
     start, end, status, colour = bars[("extract", 1)]
     assert (end - start, status, colour) == (12 * ms, "failed", RUN_COLOURS["failed"])
     assert rows == ["clean", "load", "extract"]  # by first start
+
+
+def test_every_time_is_in_the_registry_zone_and_named() -> None:
+    snap = snapshot(timezone="Europe/Madrid")  # 1 March: UTC+1
+    assert "updated 13:00:00 Europe/Madrid" in summary_html(snap)
+    assert running_columns(snap)["since"] == ["12:59:30", "12:59:55"]
+    cols, _ = gantt_columns(snap)
+    hour = 3_600_000.0
+    utc, _ = gantt_columns(snapshot())
+    # the axis shows Madrid's clock: every bar one hour on from UTC's
+    assert [b - a for a, b in zip(utc["start"], cols["start"], strict=True)] == [hour] * 4
+    page = PlannerPage(Document())
+    page.update(snapshot(timezone="America/New_York"))
+    tables = [t for t in page.doc.roots[0].select({"type": DataTable}) if isinstance(t, DataTable)]
+    titles = {c.field: c.title for t in tables for c in t.columns}
+    assert titles["since"] == "decided (America/New_York)"
+    assert titles["at"] == "ended (America/New_York)"
+    assert page.gantt_figure.xaxis[0].axis_label == "time (America/New_York)"
 
 
 def test_dag_layout_puts_generations_left_to_right() -> None:
@@ -255,6 +278,18 @@ const walk = (n) => {
 walk(document.body);
 return tables;
 """
+CELL_TITLES_JS = """
+const titles = [];
+const walk = (n) => {
+  if (n.shadowRoot) {
+    for (const s of n.shadowRoot.querySelectorAll('.slick-cell span[title]')) titles.push(s.title);
+    walk(n.shadowRoot);
+  }
+  for (const c of n.children || []) walk(c);
+};
+walk(document.body);
+return titles;
+"""
 SOURCE_JS = """
 const doc = Bokeh.documents[0];
 const source = doc && doc.get_model_by_name(arguments[0]);
@@ -262,6 +297,12 @@ if (!source) return null;
 const out = {};
 for (const [k, v] of Object.entries(source.data)) out[k] = Array.from(v);
 return out;
+"""
+
+
+SELECT_JS = """
+const source = Bokeh.documents[0].get_model_by_name("recent-source");
+source.selected.indices = [arguments[0]];
 """
 
 
@@ -365,8 +406,8 @@ def table(browser: Any, header: str) -> list[dict[str, str]]:
     return []
 
 
-def in_flight(browser: Any) -> dict[str, str]:
-    return {r["process"]: r["status"] for r in table(browser, "decided (UTC)")}
+def in_flight(browser: Any, zone: str = "UTC") -> dict[str, str]:
+    return {r["process"]: r["status"] for r in table(browser, f"decided ({zone})")}
 
 
 def source(browser: Any, name: str) -> dict[str, list[Any]]:
@@ -389,8 +430,10 @@ def until(browser: Any, condition: Callable[[], Any], what: str) -> Any:
 
 @pytest.mark.integration
 def test_page_in_the_dask_dashboard_follows_the_planner(
-    tmp_path: Path, client: Client, browser: Any, gates: None
+    tmp_path: Path, client: Client, browser: Any, gates: None, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # pytest's handlers keep the root logger at WARNING here (a worker process has none)
+    caplog.set_level(logging.INFO, logger="tests.chatty")
     driver = _live(
         tmp_path,
         client,
@@ -402,6 +445,8 @@ processes:
   gamma: {run: tests.live_jobs:gate, params: {name: gamma}, ancestors: [alpha]}
   broken: {run: workflows.jobs.demo:fail, retries: 0}
   parked: {run: workflows.jobs.demo:noop, hold: true}
+  talker: {run: tests.live_jobs:chatty, params: {name: talker}, ancestors: [broken]}
+  chatter: {run: tests.live_jobs:chatty, params: {name: chatter}}
 """,
     )
     connection = Connection(client=client, remote=False, dashboard=client.dashboard_link)
@@ -424,6 +469,8 @@ processes:
         [failure] = table(browser, "error")
         assert failure["process"] == "broken" and failure["status"] == "failed"
         assert failure["error"] == "RuntimeError: this job always fails"
+        # every cell shows its whole text on hover, however narrow its column
+        assert "RuntimeError: this job always fails" in browser.execute_script(CELL_TITLES_JS)
         queue = {r["process"]: r["reasons"] for r in table(browser, "slot kept for")}
         assert queue["gamma"] == "ancestors" and queue["parked"] == "hold"
         until(
@@ -450,6 +497,21 @@ processes:
         assert browser.execute_script("return window.plannerPageMarker") == "same page"
         assert "Slots: 2 in use, 1 free of 3" in page_text(browser)
 
+        # recent attempts, each with its log: selecting one shows it
+        until(
+            browser,
+            lambda: "chatter" in source(browser, "recent-source").get("process", []),
+            "chatter among the recent attempts",
+        )
+        rows = source(browser, "recent-source")["process"]
+        browser.execute_script(SELECT_JS, rows.index("chatter"))
+        until(browser, lambda: "chatter stdout line 2" in page_text(browser), "chatter's log")
+        assert "INFO tests.chatty: chatter logging line 0" in page_text(browser)
+        # and the per-process figures
+        until(browser, lambda: table(browser, "late p90"), "the statistics")
+        figures = {r["process"]: r for r in table(browser, "late p90")}
+        assert figures["broken"]["failed"] == "1" and figures["chatter"]["ok"] == "1"
+
         # and Dask's own pages link to it
         browser.get(urljoin(dashboard.url, "status"))
         links = browser.execute_script(
@@ -467,6 +529,7 @@ def test_page_on_its_own_port_for_a_remote_scheduler(
         client,
         """
 slots: 2
+timezone: Asia/Tokyo
 processes:
   solo: {run: tests.live_jobs:gate, params: {name: solo}}
 """,
@@ -478,7 +541,17 @@ processes:
         assert dashboard.url.startswith("http://127.0.0.1:") and dashboard.url.endswith(PAGE_PATH)
         started("solo")
         browser.get(dashboard.url)
-        until(browser, lambda: in_flight(browser) == {"solo": "running"}, "solo running")
+        before = datetime.now(TOKYO)
+        until(
+            browser,
+            lambda: in_flight(browser, "Asia/Tokyo") == {"solo": "running"},
+            "solo running, its time headed in the registry's zone",
+        )
+        [decided] = [r["decided (Asia/Tokyo)"] for r in table(browser, "decided (Asia/Tokyo)")]
+        hours = {before.strftime("%H"), datetime.now(TOKYO).strftime("%H")}
+        assert decided[:2] in hours  # Tokyo's clock, not UTC's
+        assert "updated" in page_text(browser) and "Asia/Tokyo" in page_text(browser)
+        assert "UTC" not in page_text(browser)  # one zone on the page
         until(
             browser, lambda: "Slots: 1 in use, 1 free of 2" in page_text(browser), "the slot counts"
         )
@@ -486,5 +559,5 @@ processes:
         until(
             browser, lambda: "Slots: 0 in use, 2 free of 2" in page_text(browser), "the slot freed"
         )
-        assert in_flight(browser) == {}
+        assert in_flight(browser, "Asia/Tokyo") == {}
         until(browser, lambda: ("solo", "succeeded") in gantt(browser), "solo succeeded")

@@ -47,7 +47,7 @@ def decisions(starts: int, slots_waits: int, ancestor_waits: int) -> list[Decisi
 
 def test_the_table_shows_the_starts_the_first_waits_and_counts_the_rest() -> None:
     out = text_of(plan_table(AT, decisions(3, 15, 12), UTC))
-    assert "plan at 2026-03-02 06:00:00+00:00: 3 to start, 27 waiting" in out
+    assert "plan at 2026-03-02 06:00:00 UTC: 3 to start, 27 waiting" in out
     shown = [line.split()[0] for line in out.splitlines()[3:] if line[:1] in "swa"]
     assert shown == [
         *(f"s{i:02d}" for i in range(3)),

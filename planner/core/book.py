@@ -24,6 +24,8 @@ from planner.core import capacity
 from planner.core.candidates import Candidates
 from planner.core.events import (
     CapacityChanged,
+    Code,
+    ConditionAnswered,
     Event,
     ProcessReset,
     RegistryChanged,
@@ -70,6 +72,7 @@ class ProcessBook:
         self.candidates = Candidates(self.states)
         self.dirty: set[str] = set()
         self.reserved: set[str] = set()  # processes with reserve: true
+        self.conditional: set[str] = set()  # processes with a condition
         self.wakeups: list[tuple[datetime, int, str]] = []
         self.run_index: dict[str, str] = {}  # run id -> process
         self.in_flight = 0
@@ -91,6 +94,23 @@ class ProcessBook:
         self.now = now
         for event in events:
             self._apply_event(event, now)
+
+    def conditions_due(self) -> dict[str, datetime]:
+        """The processes that nothing but their condition holds back, each with when to ask it:
+        at once when it has no answer since it last started (or its true answer went stale),
+        else ``condition_interval`` after its false answer. The driver asks; the core never."""
+        due: dict[str, datetime] = {}
+        for name in self.conditional:
+            ps = self.states.get(name)
+            if ps is None or len(ps.reasons) != 1 or ps.reasons[0].code is not Code.CONDITION:
+                continue
+            answer = ps.condition
+            fresh = answer is not None and (ps.last_start is None or answer.at > ps.last_start)
+            if fresh and answer is not None and not answer.value:
+                due[name] = answer.at + ps.definition.condition_interval
+            else:
+                due[name] = self.now
+        return due
 
     # -- events -----------------------------------------------------------------------------------
 
@@ -116,6 +136,11 @@ class ProcessBook:
         elif isinstance(event, CapacityChanged):
             self.threads = event.threads
             self.worker_resources = event.resources
+        elif isinstance(event, ConditionAnswered):
+            ps = self.states.get(event.process)
+            if ps is not None and ps.definition.condition is not None:
+                ps.condition = event
+                self.dirty.add(event.process)
         else:  # pragma: no cover - the Event union is closed
             raise TypeError(f"unknown event {event!r}")
 
@@ -141,7 +166,9 @@ class ProcessBook:
         self._release(flight)
         ps.last_end = event.at
         d = ps.definition
-        retry = flight.attempt <= d.retries and name in self.states and ps.invalid is None
+        retry = (
+            event.retry and flight.attempt <= d.retries and name in self.states and not ps.invalid
+        )
         if event.status in _RETRYABLE and retry:
             flight.retry_at = event.at + d.retry_wait(flight.attempt)
             ps.retrying[event.run_id] = flight
@@ -218,6 +245,7 @@ class ProcessBook:
             self._set_invalid(ps, message)
             self.dirty.add(name)
         self.reserved = {n for n, d in registry.processes.items() if d.reserve}
+        self.conditional = {n for n, d in registry.processes.items() if d.condition is not None}
         if structure or everything:
             self._recompute_critical_paths()
 

@@ -27,7 +27,8 @@ and the chain stands (it runs, and is recorded like any run started just before 
 
 Chains are only made where the prediction can be exact: no reserved processes (their holds
 depend on time estimates), and a successor without a pool or resources (two ancestors ending at
-once could otherwise start two chained runs that one pool cannot hold). The search is bounded:
+once could otherwise start two chained runs that one pool cannot hold) and without a condition
+(asked only once nothing else holds the successor back). The search is bounded:
 at most ``SUCCESSORS_SCANNED`` successors (past that the core simply does not chain), and waiting
 candidates are compared one capacity group (pool, resources) at a time, by the group's best.
 """
@@ -87,7 +88,9 @@ def next_run(ps: ProcState, r: Readiness, now: datetime) -> RunPlan:
     # never starved by the process's own scheduled runs
     trigger = r.trigger if r.kind is StartKind.TRIGGER else None
     if trigger is None and ps.triggers:
-        trigger = next((x for x in ps.triggers if not x.force), ps.triggers[0])
+        # one due now, and not a backfill's (those stand for their own fire time)
+        due = [x for x in ps.triggers if x.due_at(now) and x.scheduled is None]
+        trigger = next((x for x in due if not x.force), due[0] if due else None)
     if trigger is not None and trigger not in ps.triggers:
         trigger = None
     if trigger is not None:
@@ -297,8 +300,9 @@ class Chaining(ProcessBook):
             if best is None or best[1].name == anc.name:
                 return None
             key, ps, r = best
-            if ps.definition.pool is not None or ps.definition.resources:
-                return None
+            d = ps.definition
+            if d.pool is not None or d.resources or d.condition is not None:
+                return None  # a condition is asked when nothing else holds it back: not ahead
             if self._blocker(ps, now, free, pool_use, resource_use, [], []) is not None:
                 return None
             # a waiting candidate that ranks before it and could take the freed slot wins it:

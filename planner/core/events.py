@@ -16,6 +16,7 @@ from typing import Any
 
 from registry.lifecycle import RunStatus
 from registry.model import RegistryDef
+from registry.records import Request
 
 
 class Code(enum.StrEnum):
@@ -33,6 +34,8 @@ class Code(enum.StrEnum):
     ANCESTORS = "ancestors"
     RETRY_DELAY = "retry_delay"
     MAX_ACTIVE = "max_active"
+    #: its ``condition`` has not answered true since its last start, within its interval
+    CONDITION = "condition"
     #: its row in the database does not validate (an operator's SQL edit); the detail says why
     INVALID = "invalid"
     # capacity: the process is a candidate but there is no room for it
@@ -86,21 +89,64 @@ class RunFinished:
     status: RunStatus  # succeeded | failed | timed_out | cancelled
     at: datetime
     duration_s: float | None = None  # measured on the worker; else at - decision time
+    #: False when the job's ``retry_on`` or ``on_error`` said not to retry this failure
+    retry: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TriggerRequested:
+    """A request, made at ``at``, for an extra run of ``process``: at once, or from ``due`` on
+    (``trigger --at``). A backfill's request carries the fire time its run stands for
+    (``scheduled``): only its own run satisfies it."""
+
     process: str
     at: datetime
     params: Mapping[str, Any] = field(default_factory=dict)
     force: bool = False  # also bypass ancestors
     request_id: int | None = None
+    scheduled: datetime | None = None
+    due: datetime | None = None
+
+    @classmethod
+    def of(cls, request: Request) -> TriggerRequested:
+        """The event of a stored trigger request (``request.process`` set)."""
+        assert request.process is not None
+        return cls(
+            process=request.process,
+            at=request.created,
+            params=dict(request.params),
+            force=request.force,
+            request_id=request.id,
+            scheduled=request.scheduled,
+            due=request.due,
+        )
+
+    def due_at(self, t: datetime) -> bool:
+        return self.due is None or self.due <= t
+
+    @property
+    def run_scheduled(self) -> datetime:
+        """The scheduled time of the run it asks for."""
+        if self.scheduled is not None:
+            return self.scheduled
+        return self.due if self.due is not None else self.at
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProcessReset:
     process: str
     at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConditionAnswered:
+    """The driver asked ``process``'s condition at ``at``: true (go) or not, and why not (the
+    value it gave, or the error it raised)."""
+
+    process: str
+    value: bool
+    at: datetime
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,7 +158,13 @@ class ChainKept:
 
 
 Event = (
-    RegistryChanged | CapacityChanged | RunFinished | TriggerRequested | ProcessReset | ChainKept
+    RegistryChanged
+    | CapacityChanged
+    | RunFinished
+    | TriggerRequested
+    | ProcessReset
+    | ChainKept
+    | ConditionAnswered
 )
 
 

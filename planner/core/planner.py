@@ -251,11 +251,13 @@ class Planner(Chaining):
 
         Call it after ``handle``: candidates still listed then are held back by capacity that
         nothing in flight will free, so they count as idle too. Fires, not_before times and
-        refresh windows still ahead do not keep the planner busy."""
+        refresh windows still ahead do not keep the planner busy; a condition the driver is
+        to ask does (a sensor keeps the planner running until it answers true)."""
         return (
             len(self.run_index) == 0
             and not self.dirty
             and not any(self.states[key[-1]].triggers for key in self.candidates)
+            and not self.conditions_due()
         )
 
     def _reevaluate(self, now: datetime, decisions: list[Decision]) -> list[ProcState]:

@@ -84,6 +84,7 @@ def evaluate(
         and d.refresh_window is None
         and d.not_before is None
         and d.max_active > 0
+        and d.condition is None
         and ps.invalid is None
         and ps.last_outcome not in _FAILED
     ):
@@ -194,13 +195,16 @@ def evaluate_rules(
                 own_gates.append(until)
         _not_before(ps, t, own, own_times, own_gates, tz)
         stale = ancestor_problems(ps, states) if d.ancestors else []
-        # the oldest trigger, or, when ancestors are stale, the oldest forced one: a forced
-        # trigger never waits behind an unforced one
-        pick = next((x for x in ps.triggers if x.force), None) if stale else None
-        pick = pick or (ps.triggers[0] if ps.triggers else None)
+        # the oldest trigger that is due, or, when ancestors are stale, the oldest forced one: a
+        # forced trigger never waits behind an unforced one
+        due = [x for x in ps.triggers if x.due_at(t)]
+        if len(due) < len(ps.triggers):  # ``trigger --at`` requests not due yet
+            times.append(min(x.due for x in ps.triggers if x.due is not None and x.due > t))
+        pick = next((x for x in due if x.force), None) if stale else None
+        pick = pick or (due[0] if due else None)
         if pick is not None and (own or (stale and pick.force)):
             trigger = pick
-            kind, scheduled = StartKind.TRIGGER, trigger.at
+            kind, scheduled = StartKind.TRIGGER, trigger.run_scheduled
         else:
             reasons += own
             hard_block |= own_hard
@@ -214,11 +218,19 @@ def evaluate_rules(
         reasons.append(Reason(Code.MAX_ACTIVE, f"{ps.running} of {d.max_active} running"))
         hard_block = True
 
-    if ps.triggers and reasons:  # visible: what a pending trigger waits for
+    if d.condition is not None and not reasons and retry is None:
+        hard_block |= _condition(ps, t, reasons, times, tz)
+
+    waiting = [x for x in ps.triggers if x.due_at(t)]
+    if waiting and reasons:  # visible: what a pending trigger waits for
         first = reasons[0]
-        pending = ", ".join(f"#{x.request_id}" if x.request_id else "one" for x in ps.triggers)
+        pending = ", ".join(f"#{x.request_id}" if x.request_id else "one" for x in waiting)
         note = f"triggered ({pending}), waiting for {first.code.value}"
         reasons[0] = Reason(first.code, f"{note}: {first.detail}" if first.detail else note)
+    elif reasons and len(waiting) < len(ps.triggers):
+        later = min((x for x in ps.triggers if x.due is not None and x.due > t), key=_due)
+        which = f"#{later.request_id}" if later.request_id else "a trigger"
+        reasons.append(Reason(Code.NOT_DUE, f"{which} at {_fmt(_due(later), tz)}"))
 
     future = [x for x in times if x > t]
     opens_at = None if hard_block else max(gates, default=t)
@@ -231,6 +243,32 @@ def evaluate_rules(
         retry=retry,
         trigger=trigger,
     )
+
+
+def _due(trigger: TriggerRequested) -> datetime:
+    assert trigger.due is not None
+    return trigger.due
+
+
+def _condition(
+    ps: ProcState, t: datetime, reasons: list[Reason], times: list[datetime], tz: ZoneInfo
+) -> bool:
+    """The condition rule, judged last (a condition is asked only of a process that nothing
+    else holds back): its last answer must be true, given since the process last started and
+    within ``condition_interval``. True when it blocks."""
+    answer, interval = ps.condition, ps.definition.condition_interval
+    if answer is None or (ps.last_start is not None and answer.at <= ps.last_start):
+        reasons.append(Reason(Code.CONDITION, "not asked yet"))
+        return True
+    if not answer.value:
+        asked = _fmt(answer.at, tz)
+        reasons.append(Reason(Code.CONDITION, f"{answer.detail or 'false'} (asked {asked})"))
+        return True
+    if t >= answer.at + interval:
+        reasons.append(Reason(Code.CONDITION, f"true at {_fmt(answer.at, tz)}; asking again"))
+        return True
+    times.append(answer.at + interval)  # the answer goes stale then
+    return False
 
 
 def _due_recurrent(

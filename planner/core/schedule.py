@@ -114,3 +114,36 @@ def local_time_today(t: datetime, at: time, tz: ZoneInfo) -> datetime:
 def next_local_midnight(t: datetime, tz: ZoneInfo) -> datetime:
     local_day = t.astimezone(tz).date() + timedelta(days=1)
     return datetime.combine(local_day, time(0), tzinfo=tz).astimezone(UTC)
+
+
+def fires_between(
+    *,
+    cron: str | None,
+    every: timedelta | None,
+    tz: ZoneInfo,
+    anchor: datetime,
+    start: datetime,
+    end: datetime,
+    limit: int,
+) -> list[datetime]:
+    """The fire times ``start <= t <= end`` of a cron or every schedule, oldest first (for a
+    backfill). An ``every`` grid extends before its ``anchor`` (``anchor - k * interval``), so
+    a backfill reaches back before the process was applied. ``ValueError`` past ``limit``."""
+    fires: list[datetime] = []
+    if every is not None:
+        k = -((anchor - start) // every)  # the first grid point at or after ``start``
+        t = anchor + k * every
+        while t <= end:
+            fires.append(t)
+            if len(fires) > limit:
+                raise ValueError(f"more than {limit} fires in the range")
+            t += every
+        return fires
+    schedule = Schedule(anchor=start - _ONE_SECOND, tz=tz, cron=cron, every=None)
+    t = schedule.first_after(start - _ONE_SECOND)
+    while t <= end:
+        fires.append(t)
+        if len(fires) > limit:
+            raise ValueError(f"more than {limit} fires in the range")
+        t = schedule.first_after(t)
+    return fires

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from planner.core.events import Code, Reason, StartKind, TriggerRequested
+from planner.core.events import Code, ConditionAnswered, Reason, StartKind, TriggerRequested
 from planner.core.schedule import Schedule
 from registry.lifecycle import RunStatus
 from registry.model import ProcessDef
@@ -73,6 +73,7 @@ class ProcState:
     flights: dict[str, Flight] = field(default_factory=dict)  # queued/running
     retrying: dict[str, Flight] = field(default_factory=dict)  # waiting for next attempt
     triggers: deque[TriggerRequested] = field(default_factory=deque)
+    condition: ConditionAnswered | None = None  # its condition's last answer (driver's)
     # cached evaluation
     next_fire: datetime | None = None  # first fire after last_fire (recurrent only)
     next_fire_valid: bool = False

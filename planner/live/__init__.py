@@ -11,6 +11,7 @@
 ``snapshot``  a JSON-able picture of the running planner for pages;
 ``restart``   re-attaching (or marking lost) what an earlier planner left in flight;
 ``once``      at most one execution per attempt, whatever Dask re-runs;
+``keys``      the Dask key of each attempt, grouped per process in the Dask dashboard;
 ``worker``    what runs on a Dask worker for one attempt (callables, commands, hooks).
 
 May import: ``planner.core``, ``registry`` (domain and storage), dask/distributed. Never

@@ -4,8 +4,9 @@ Threads: Dask calls done-callbacks and topic handlers on its own event-loop thre
 thing — put a message on ``inbox`` and set ``wake`` — so the planner loop (another thread) reacts at
 once while Dask's thread never touches the store or the core.
 
-Keys: one Dask key per attempt, ``planner-<run id>-a<attempt>``, submitted with ``pure=False`` and
-``retries=0`` (the planner owns retries and their delays).
+Keys: one Dask key per attempt, ``<process>-<seq>-a<attempt>`` (``planner.live.keys``), so the Dask
+dashboard groups tasks per process; submitted with ``pure=False`` and ``retries=0`` (the planner
+owns retries and their delays).
 
 Restart safety: with a remote scheduler every attempt is also ``fire_and_forget``-ed, so a dead
 planner does not cancel work, and the worker-side wrapper logs ``started``/``finished`` events under
@@ -36,7 +37,10 @@ from typing import Any
 
 from distributed import Client, Future, fire_and_forget, get_worker
 
+from planner.core.events import ConditionAnswered
 from planner.live import once
+from planner.live.keys import attempt_key
+from planner.live.log_stream import LOG_TOPIC, LogChunk, chunk_from_event, send_chunk
 from planner.live.worker import JobOutcome, JobSpec, cancel_attempt, execute
 from registry.lifecycle import RunStatus
 from registry.records import ErrorInfo
@@ -58,10 +62,6 @@ def quicken(client: Client) -> None:
     comm = getattr(client, "scheduler_comm", None)
     if comm is not None and getattr(comm, "interval", SEND_INTERVAL) > SEND_INTERVAL:
         comm.interval = SEND_INTERVAL
-
-
-def attempt_key(run_id: str, attempt: int) -> str:
-    return f"planner-{run_id}-a{attempt}"
 
 
 def _log(msg: dict[str, Any], worker: Any = None) -> None:
@@ -102,7 +102,10 @@ def run_attempt(spec: JobSpec, key: str, token: str | None = None) -> JobOutcome
         if worker is not None:
             _log({"event": "overdue", "key": key}, worker)
 
-    outcome = execute(spec, key=key, on_overdue=overdue)
+    def stream(data: bytes, skipped: int) -> None:  # on the worker's log publisher thread
+        send_chunk(worker, spec.run_id, spec.attempt, data, skipped)
+
+    outcome = execute(spec, key=key, on_overdue=overdue, on_log=stream if worker else None)
     _log({"event": "finished", "key": key, **outcome_to_message(outcome)})
     return outcome
 
@@ -119,6 +122,9 @@ def run_chained(
         return JobOutcome(
             status=RunStatus.CANCELLED, start=now, end=now, worker="unknown", error=error
         )
+    if spec.chained_after is not None:  # the result that makes it fresh, known only now
+        ancestors = {**spec.ancestors, spec.chained_after: ancestor.result_json}
+        spec = dataclasses.replace(spec, ancestors=ancestors)
     return run_attempt(spec, key, token)
 
 
@@ -129,9 +135,15 @@ def _worker_address() -> str:
         return "local"
 
 
+#: characters of an attempt's log kept in its message on the scheduler's event log
+EVENT_LOG_TAIL = 64 * 1024
+
+
 def outcome_to_message(outcome: JobOutcome) -> dict[str, Any]:
     """A msgpack-able form of an outcome (for the scheduler's event log)."""
     error = dataclasses.asdict(outcome.error) if outcome.error else None
+    if error is not None:
+        error.pop("kinds", None)  # the worker's alone: it decided the retry already
     return {
         "status": outcome.status.value,
         "start": outcome.start.isoformat(),
@@ -141,6 +153,12 @@ def outcome_to_message(outcome: JobOutcome) -> dict[str, Any]:
         "result": outcome.result,
         "state_changed": outcome.state_changed,
         "new_state": outcome.new_state,
+        "retry": outcome.retry,
+        "result_json": outcome.result_json,
+        # the scheduler keeps these messages: a tail of the log is enough to recover from; a
+        # longer log comes with the task's result (``Dispatcher.take``)
+        "log": None if outcome.log is None else outcome.log[-EVENT_LOG_TAIL:],
+        "log_cut": outcome.log is not None and len(outcome.log) > EVENT_LOG_TAIL,
     }
 
 
@@ -155,6 +173,9 @@ def outcome_from_message(msg: Mapping[str, Any]) -> JobOutcome:
         result=msg.get("result"),
         state_changed=bool(msg.get("state_changed")),
         new_state=msg.get("new_state"),
+        retry=bool(msg.get("retry", True)),
+        result_json=msg.get("result_json"),
+        log=msg.get("log"),
     )
 
 
@@ -179,7 +200,10 @@ class Dispatcher:
     def __init__(self, client: Client, *, remote: bool) -> None:
         self.client = client
         self.remote = remote
-        self.inbox: queue.SimpleQueue[Started | Done] = queue.SimpleQueue()
+        #: what other threads report to the loop: Dask's starts and ends, condition answers
+        self.inbox: queue.SimpleQueue[Started | Done | ConditionAnswered | LogChunk] = (
+            queue.SimpleQueue()
+        )
         self.wake = threading.Event()
         self.futures: dict[tuple[str, int], Future] = {}
         self.finished: dict[str, dict[str, Any]] = {}  # outcome messages by key, not yet taken
@@ -191,6 +215,7 @@ class Dispatcher:
         self.instance = uuid.uuid4().hex  # with a counter: a token per submission, no syscall
         self.submissions = itertools.count()
         client.subscribe_topic(TOPIC, self._on_event)
+        client.subscribe_topic(LOG_TOPIC, self._on_log)
         quicken(client)
         once.install(client)
 
@@ -217,6 +242,11 @@ class Dispatcher:
                 )
             )
             self.wake.set()
+
+    def _on_log(self, event: tuple[float, Any]) -> None:
+        chunk = chunk_from_event(event)
+        if chunk is not None:  # written by the loop with its next turn; no need to wake it
+            self.inbox.put(chunk)
 
     def _on_done(self, run_id: str, attempt: int, future: Future) -> None:
         self.inbox.put(Done(run_id, attempt, future))
@@ -366,7 +396,11 @@ class Dispatcher:
         reason = self.cancelling.get(key)
         self._forget(key)
         if msg is not None:  # what the (first) execution reported, even if Dask re-ran it
-            return outcome_from_message(msg)
+            outcome = outcome_from_message(msg)
+            if msg.get("log_cut") and done.future.status == "finished":
+                whole = outcome_of(done.future).log  # the one round trip a long log costs
+                outcome = dataclasses.replace(outcome, log=whole or outcome.log)
+            return outcome
         if reason is not None and done.future.status == "cancelled":  # dropped before it started
             now = datetime.now(UTC)
             error = ErrorInfo(type="Cancelled", message=f"{reason} before it started")

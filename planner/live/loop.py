@@ -23,6 +23,7 @@ from typing import Any
 from planner.core.events import (
     CapacityChanged,
     ChainKept,
+    ConditionAnswered,
     Decision,
     Event,
     ProcessReset,
@@ -35,10 +36,12 @@ from planner.core.events import (
 from planner.core.planner import Planner
 from planner.live.dispatch import Dispatcher, Done, Started
 from planner.live.leadership import Leadership
+from planner.live.log_stream import LogChunk, PartialLogs
 from planner.live.outage import DEFAULT_LIMIT, Outage, describe, is_outage
 from planner.live.recording import START_FLUSH_S, Recording, Summary
 from planner.live.restart import reconcile, withdraw_pending
 from planner.live.worker import JobOutcome
+from planner.live.worker.logs import configured_log_max_bytes
 from registry.lifecycle import RunStatus
 from registry.records import (
     ErrorInfo,
@@ -92,17 +95,23 @@ class LiveDriver(Recording):
         # saved job states by process: only this planner writes them, so they are read once,
         # all at once; a process missing here has none (write-through cache)
         self.states: dict[str, Any] = store.load_states()
+        # the result of each ancestor's latest success, for its descendants' ``ctx.ancestors``
+        self.results: dict[str, Any] = {}
         self.decision_buffer: list[LoggedDecision] = []
         self.listeners: list[Callable[[LiveDriver, Step], None]] = []
+        self.decision_s = 0.0  # how long the core took over the last step (for listeners)
+        self.ended_at: list[datetime] = []  # end times of the attempts that step handled
         self.ahead: dict[str, StartRun] = {}  # chained runs recorded pending, not yet started
         self.kept: list[ChainKept] = []  # withdrawals too late, for the core's next step
         self.held: list[Done] = []  # ends of chained runs that the core has not started yet
         self.unsubmitted: set[str] = set()  # chained runs whose ancestor left Dask first
+        self.partial_logs = PartialLogs(configured_log_max_bytes())  # attempts in flight, so far
         now = clock()
         withdraw_pending(store, dispatcher, now)  # chained runs an earlier planner left
         registry, applied = store.load_registry()
         self.revision = store.registry_revision()
         threads, resources = dispatcher.threads_and_resources()
+        self.results = store.last_results()
         self.core = Planner(
             registry,
             now=now,
@@ -114,7 +123,9 @@ class LiveDriver(Recording):
         )
         self.capacity = (threads, resources)
         self._next_poll = 0.0
-        self._startup_events = reconcile(store, dispatcher, self.outcomes, now)
+        self._startup_events = reconcile(
+            store, dispatcher, self.outcomes, now, self.summary.inherited
+        )
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -144,7 +155,11 @@ class LiveDriver(Recording):
                 self.outage.recovered()
             kept, self.kept = self.kept, []
             with self.lock:
+                began = time.perf_counter()
                 step = self.core.handle(now, *kept, *events)
+                self.decision_s = time.perf_counter() - began
+            # for listeners (metrics): when the attempts this step settled ended on their workers
+            self.ended_at = [e.at for e in events if isinstance(e, RunFinished)]
             events = []
             self.decision_buffer += [_logged(step.at, d) for d in step.decisions]
             self._bound_decisions()
@@ -286,6 +301,11 @@ class LiveDriver(Recording):
                     if not self.started_writes:
                         self.started_waiting = time.monotonic()
                     self.started_writes.append(item)
+            elif isinstance(item, ConditionAnswered):  # from the condition watcher's thread
+                events.append(item)
+            elif isinstance(item, LogChunk):  # an attempt's log as it runs
+                if (item.run_id, item.attempt) in self.dispatcher.futures:
+                    self.partial_logs.add(item)
             elif isinstance(item, Done):
                 if item.run_id in self.ahead:  # a chained run the core has not started yet:
                     self.held.append(item)  # its end waits for its start (or its withdrawal)
@@ -295,11 +315,16 @@ class LiveDriver(Recording):
                     events.append(self._finished(item.run_id, item.attempt, outcome))
 
     def _finished(self, run_id: str, attempt: int, outcome: JobOutcome) -> RunFinished:
+        self.partial_logs.ended(run_id, attempt)
         self.outcomes[(run_id, attempt)] = outcome
         self.deadlines.pop((run_id, attempt), None)
         self.running.discard((run_id, attempt))
         return RunFinished(
-            run_id=run_id, status=outcome.status, at=outcome.end, duration_s=outcome.duration_s
+            run_id=run_id,
+            status=outcome.status,
+            at=outcome.end,
+            duration_s=outcome.duration_s,
+            retry=outcome.retry,
         )
 
     def _poll(self) -> list[Event]:
@@ -322,15 +347,7 @@ class LiveDriver(Recording):
                 if req.id in self.triggers_seen:
                     continue
                 self.triggers_seen.add(req.id)
-                events.append(
-                    TriggerRequested(
-                        process=req.process,
-                        at=req.created,
-                        params=dict(req.params),
-                        force=req.force,
-                        request_id=req.id,
-                    )
-                )
+                events.append(TriggerRequested.of(req))
                 continue
             handled.append(req.id)
             if req.kind is RequestKind.RESET and req.process:
@@ -347,6 +364,9 @@ class LiveDriver(Recording):
             self.capacity = capacity
             events.append(CapacityChanged(threads=capacity[0], resources=capacity[1]))
         self._flush_decisions()
+        grown = self.partial_logs.due()
+        if grown:
+            self.store.write_partial_logs(grown)
         self.revision = revision  # only now: a poll that failed halfway is redone whole
         return events
 

@@ -48,12 +48,21 @@ class Summary:
     started: int = 0
     ahead: int = 0  # of which chained: handed to Dask before their ancestor ended
     statuses: Counter[str] = field(default_factory=Counter)
+    #: attempts that ended: (process, run id, attempt, status, duration as the driver saw it)
     runs: list[tuple[str, str, int, str, float | None]] = field(default_factory=list)
     stopped_by: str | None = None  # "signal" when SIGTERM/Ctrl-C stopped it
+    #: attempts an earlier planner left queued or running, with when each was queued: this one
+    #: re-attached them or found them lost (``planner.live.restart``)
+    inherited: dict[tuple[str, int], datetime] = field(default_factory=dict)
+    #: (run id, attempt) of runs cancelled while waiting for their next attempt: no attempt
+    #: ended then (the last one had), so they are not in ``runs``
+    retries_cancelled: set[tuple[str, int]] = field(default_factory=set)
 
 
 #: seconds a start reported by a worker may wait to be written with other records: a short
 #: job's start then shares its end's transaction instead of costing one of its own
+#: characters of each recent attempt's log the page gets (the tail)
+RECENT_LOG_TAIL = 4096
 START_FLUSH_S = 0.25
 
 
@@ -71,6 +80,7 @@ class Recording:
     started_writes: list[Started]
     started_waiting: float  # time.monotonic() when the oldest unwritten start arrived
     states: dict[str, Any]
+    results: dict[str, Any]  # each ancestor's latest success's JSON result (``ctx.ancestors``)
     clock: Callable[[], datetime]
     ahead: dict[str, StartRun]  # chained runs recorded pending, not yet started
     kept: list[ChainKept]  # withdrawals that came too late, for the core's next step
@@ -160,7 +170,10 @@ class Recording:
             if outcome is None:  # cancelled while waiting to retry, or removed from the registry
                 if s.status is RunStatus.CANCELLED:
                     turn.cancelled_retries.append(s.run_id)
-                    self._note_finished(s.process, s.run_id, s.attempt, "cancelled", None)
+                    self.summary.retries_cancelled.add((s.run_id, s.attempt))
+                    self._note_finished(
+                        s.process, s.run_id, s.attempt, "cancelled", None, attempt_ended=False
+                    )
                 continue
             attempt_status = outcome.status if s.status is not RunStatus.CANCELLED else s.status
             known = outcome.worker != "unknown"
@@ -174,12 +187,17 @@ class Recording:
                     worker=outcome.worker if known else None,
                     error=outcome.error,
                     result=outcome.result,
+                    result_json=outcome.result_json,
+                    log=outcome.log,
                     retry_at=s.retry_at if s.status is RunStatus.RETRYING else None,
                 )
             )
-            if outcome.status is RunStatus.SUCCEEDED and outcome.state_changed:
-                turn.states[s.process] = outcome.new_state
-                self.states[s.process] = outcome.new_state
+            if outcome.status is RunStatus.SUCCEEDED:
+                if self.core.dag.g.out_degree(s.process):  # an ancestor: keep its result
+                    self.results[s.process] = outcome.result_json
+                if outcome.state_changed:
+                    turn.states[s.process] = outcome.new_state
+                    self.states[s.process] = outcome.new_state
             self._note_finished(
                 s.process,
                 s.run_id,
@@ -187,6 +205,7 @@ class Recording:
                 attempt_status.value,
                 outcome.duration_s,
                 error=outcome.error,
+                log=outcome.log,
             )
             definition = registry.processes.get(s.process)
             if s.status is RunStatus.CANCELLED and definition and definition.on_cancel:
@@ -235,7 +254,7 @@ class Recording:
         return specs
 
     def _spec(self, definition: ProcessDef, start: StartRun) -> JobSpec:
-        return JobSpec.for_process(
+        spec = JobSpec.for_process(
             definition,
             run_id=start.run_id,
             attempt=start.attempt,
@@ -244,7 +263,11 @@ class Recording:
             params=start.params,
             final_attempt=start.final_attempt,
             cwd=self.cwd,
+            ancestors={a: self.results.get(a) for a in definition.ancestors},
         )
+        if start.after is not None:  # chained: its ancestor's result joins on the worker
+            return dataclasses.replace(spec, chained_after=process_of(start.after))
+        return spec
 
     def _count_start(self, start: StartRun, definition: ProcessDef | None) -> None:
         if definition is not None and definition.timeout is not None:
@@ -267,9 +290,12 @@ class Recording:
         duration: float | None,
         *,
         error: ErrorInfo | None = None,
+        attempt_ended: bool = True,
+        log: str | None = None,
     ) -> None:
         self.summary.statuses[status] += 1
-        self.summary.runs.append((process, run_id, attempt, status, duration))
+        if attempt_ended:
+            self.summary.runs.append((process, run_id, attempt, status, duration))
         self.recent.append(
             {
                 "process": process,
@@ -279,9 +305,16 @@ class Recording:
                 "duration_s": duration,
                 "at": self.clock(),
                 "error": None if error is None else f"{error.type}: {error.message}",
+                # the page shows it; ``planner logs`` has the whole log
+                "log": None if not log else log[-RECENT_LOG_TAIL:],
             }
         )
         del self.recent[:-200]
+
+
+def process_of(run_id: str) -> str:
+    """The process of run ``run_id`` (ids are ``f"{process}-{seq}"``)."""
+    return run_id.rsplit("-", 1)[0]
 
 
 def _new_run(start: StartRun, *, pending: bool = False) -> NewRun:

@@ -15,7 +15,8 @@ import logging
 from datetime import datetime
 
 from planner.core.events import Event, RunFinished
-from planner.live.dispatch import Dispatcher, attempt_key
+from planner.live.dispatch import Dispatcher
+from planner.live.keys import attempt_key
 from planner.live.worker import JobOutcome
 from registry.lifecycle import RunStatus
 from registry.records import AttemptEnd, ErrorInfo, Turn
@@ -48,7 +49,9 @@ def withdraw_pending(store: Store, dispatcher: Dispatcher, now: datetime) -> Non
             ],
         )
     )
-    log.info("%d chained run(s) left by an earlier planner withdrawn", len(pending) - len(late))
+    withdrawn = len(pending) - len(late)
+    runs = "run" if withdrawn == 1 else "runs"
+    log.info("%d chained %s left by an earlier planner withdrawn", withdrawn, runs)
 
 
 def reconcile(
@@ -56,11 +59,15 @@ def reconcile(
     dispatcher: Dispatcher,
     outcomes: dict[tuple[str, int], JobOutcome],
     now: datetime,
+    inherited: dict[tuple[str, int], datetime] | None = None,
 ) -> list[Event]:
     """Runs an earlier planner left queued/running: re-attach, collect, or mark lost.
 
-    Fills ``outcomes`` with what is known of each and returns the events that settle them."""
+    Fills ``outcomes`` with what is known of each and returns the events that settle them;
+    ``inherited`` gets each of those attempts with when it was queued (for the run summary)."""
     active = [r for r in store.active_runs() if r.status is not RunStatus.RETRYING]
+    if inherited is not None:
+        inherited.update({(r.run_id, r.attempt): r.started for r in active})
     if not active:
         return []
     keys = {attempt_key(r.run_id, r.attempt): (r.run_id, r.attempt) for r in active}

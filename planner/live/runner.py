@@ -12,7 +12,8 @@
    ``running`` with nobody to own it; with a remote scheduler they keep running and the next
    planner re-attaches them. Then the lease is released, so a standby takes over at once.
 
-While it drives, a ``Housekeeper`` thread purges records past the registry's ``retention``.
+While it drives, a ``Housekeeper`` thread purges records past the registry's ``retention``, and a
+``ConditionWatcher`` asks the conditions the core wants asked (``planner.live.conditions``).
 
 Slots on an adaptive cluster: the core's slots are ``--slots``, else the registry's ``slots:``,
 else the cluster's threads. An adaptive in-process cluster (``--adapt``) reports the threads it
@@ -41,8 +42,9 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from types import FrameType
 
-from planner.core.events import Step
+from planner.core.events import ConditionAnswered, Step
 from planner.live.cluster import Adapt, Connection, connect
+from planner.live.conditions import ConditionWatcher
 from planner.live.dispatch import Dispatcher
 from planner.live.housekeeping import Housekeeper
 from planner.live.leadership import DEFAULT_TIMEOUT, Leadership
@@ -128,12 +130,15 @@ def run_planner(
                 until = utcnow() + duration if duration is not None else None
                 core = driver.core
                 keeper = Housekeeper(store, lambda: core.registry, utcnow).start()
+                watcher = ConditionWatcher(_poster(driver), utcnow, cwd=driver.cwd).start()
+                driver.listeners.append(watcher.on_step)
                 try:
                     summary = driver.run(until_idle=until_idle, until=until)
                 except LeaseLost:
                     lost = True
                     raise
                 finally:
+                    watcher.close()
                     keeper.close()
                     driver.shutdown(cancel=not conn.remote, record=not lost)
                     if cleanup is not None:
@@ -144,6 +149,16 @@ def run_planner(
     if interrupted or stop.is_set():
         summary.stopped_by = "signal"
     return summary
+
+
+def _poster(driver: LiveDriver) -> Callable[[ConditionAnswered], None]:
+    """How another thread hands the loop an event: into the inbox, and wake it."""
+
+    def post(event: ConditionAnswered) -> None:
+        driver.dispatcher.inbox.put(event)
+        driver.dispatcher.wake.set()
+
+    return post
 
 
 class _ReachableCapacity(Dispatcher):

@@ -6,12 +6,15 @@ processes so that a very large registry does not make every page refresh walk al
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Collection
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from planner.core.planner import Planner
+
+log = logging.getLogger(__name__)
 
 
 class Driven(Protocol):
@@ -24,28 +27,66 @@ class Driven(Protocol):
     recent: list[dict[str, Any]]
 
 
-def snapshot(driver: Driven, *, limit: int = 500) -> dict[str, Any]:
-    """Slots, runs in flight, the queue with reasons, recent attempts and the DAG's states."""
-    with driver.lock:
-        core = driver.core
-        now = driver.clock()
-        running = [
+#: how long the per-process figures on a snapshot are reused before the store is asked again
+STATS_EVERY_S = 10.0
+STATS_WINDOW = timedelta(days=7)
+
+
+def running_rows(core: Planner, started: Collection[tuple[str, int]]) -> list[dict[str, Any]]:
+    """The runs in flight or waiting to retry: queued, running (its worker said it began:
+    ``started``) or retrying."""
+    rows = []
+    for process, f in core.flights():
+        status = "queued"
+        if f.retry_at is not None:
+            status = "retrying"
+        elif (f.run_id, f.attempt) in started:
+            status = "running"
+        rows.append(
             {
                 "process": process,
                 "run_id": f.run_id,
                 "attempt": f.attempt,
-                "status": (
-                    "retrying"
-                    if f.retry_at is not None
-                    else "running"
-                    if (f.run_id, f.attempt) in driver.running
-                    else "queued"
-                ),
+                "status": status,
                 "started": f.started,
                 "retry_at": f.retry_at,
             }
-            for process, f in core.flights()
-        ]
+        )
+    return rows
+
+
+def process_figures(driver: Any, now: datetime) -> list[dict[str, Any]]:
+    """``planner stats``'s figures over the last 7 days, from the driver's store, at most every
+    ``STATS_EVERY_S`` (outside the driver's lock: the loop never waits for them); the last ones
+    while the database is away."""
+    cached: tuple[datetime, list[dict[str, Any]]] | None = getattr(driver, "_figures", None)
+    if cached is not None and (now - cached[0]).total_seconds() < STATS_EVERY_S:
+        return cached[1]
+    store = getattr(driver, "store", None)
+    if store is None:
+        return []
+    try:
+        figures = [f.document() for f in store.stats(since=now - STATS_WINDOW)]
+    except Exception as exc:  # an outage: keep what was shown
+        log.debug("no figures for the page: %s", exc)
+        figures = cached[1] if cached is not None else []
+    driver._figures = (now, figures)
+    return figures
+
+
+def snapshot(driver: Driven, *, limit: int = 500) -> dict[str, Any]:
+    """Slots, runs in flight, the queue with reasons, recent attempts (with their logs' tails),
+    the DAG's states and the per-process figures."""
+    picture = _under_lock(driver, limit)
+    picture["stats"] = process_figures(driver, picture["at"])
+    return picture
+
+
+def _under_lock(driver: Driven, limit: int) -> dict[str, Any]:
+    with driver.lock:
+        core = driver.core
+        now = driver.clock()
+        running = running_rows(core, driver.running)
         queue = [
             {"process": name, "reasons": [r.as_json() for r in reasons]}
             for name, reasons in core.queue()[:limit]
@@ -67,6 +108,7 @@ def snapshot(driver: Driven, *, limit: int = 500) -> dict[str, Any]:
         edges = [(a, b) for a, b in core.dag.g.edges if a in shown and b in shown]
         return {
             "at": now,
+            "timezone": core.registry.timezone,  # the zone the page writes every time in
             "slots": core.slots,
             "in_flight": core.in_flight,
             "running": running,

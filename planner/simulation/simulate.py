@@ -4,6 +4,7 @@ It feeds the same ``Planner`` the same kinds of events the live driver does — 
 time was reached — so what ``planner simulate`` shows is what ``planner run`` would do if every
 run took its estimated duration. Durations come from ``--durations`` (process → duration or
 ``{duration, status}``), else the process's ``expected_duration``, else ``DEFAULT_DURATION``.
+Conditions are true, or, with ``--conditions``, false until the time given for the process.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from planner.core.events import Decision, RunFinished, Step
+from planner.core.events import ConditionAnswered, Decision, Event, RunFinished, Step
 from planner.core.planner import Planner
 from registry.lifecycle import RunStatus
 from registry.model import RegistryDef
@@ -85,13 +86,18 @@ def simulate(
     histories: Mapping[str, ProcessHistory] | None = None,
     keep_decisions: bool = False,
     chaining: bool = True,
+    conditions: Mapping[str, datetime] | None = None,
 ) -> Simulation:
     """Run the planner from ``start`` to ``until`` with virtual time.
 
     Chained runs (``Step.chained``) start as Dask would start them: at their ancestor's end, as
     the ``ahead`` starts of the step that handles it; ``chaining=False`` turns chaining off (the
-    decisions are the same: ``tests/test_chaining.py``)."""
+    decisions are the same: ``tests/test_chaining.py``). A process's condition is asked when the
+    core says so (``conditions_due``), as the live driver asks it, and answers true — from the
+    time ``conditions`` gives for that process on, when it gives one."""
     outcomes = outcomes or {}
+    true_from = conditions or {}
+    asks: dict[str, datetime] = {}  # conditions to answer, and when
     planner = Planner(
         registry,
         now=start,
@@ -105,9 +111,10 @@ def simulate(
     open_runs: dict[str, tuple[str, int, datetime, Outcome]] = {}
     sequence = 0
     now = start
-    events: list[RunFinished] = []
+    events: list[Event] = []
     while True:
         step: Step = planner.handle(now, *events)
+        asks = {name: max(when, now) for name, when in planner.conditions_due().items()}
         sim.steps += 1
         if keep_decisions:
             sim.decisions += [(now, d) for d in step.decisions]
@@ -116,11 +123,24 @@ def simulate(
             sequence += 1
             heapq.heappush(finishing, (now + outcome.duration, sequence, s.run_id))
             open_runs[s.run_id] = (s.process, s.attempt, now, outcome)
-        candidates = [t for t in (step.next_wakeup, finishing[0][0] if finishing else None) if t]
+        next_ask = min(asks.values(), default=None)
+        soonest = (step.next_wakeup, finishing[0][0] if finishing else None, next_ask)
+        candidates = [t for t in soonest if t]
         if not candidates or min(candidates) > until:
             break
         now = min(candidates)
-        events = []
+        events = [
+            ConditionAnswered(
+                process=name,
+                value=name not in true_from or now >= true_from[name],
+                at=now,
+                detail=""
+                if name not in true_from
+                else f"false until {true_from[name].isoformat()}",
+            )
+            for name, when in sorted(asks.items())
+            if when <= now
+        ]
         while finishing and finishing[0][0] <= now:
             end, _, run_id = heapq.heappop(finishing)
             process, attempt, began, outcome = open_runs.pop(run_id)

@@ -6,8 +6,14 @@ overwrites. The data constructed from the nodes is then validated piece by piece
 ``registry.definitions.schema`` — each file's settings, its ``defaults``, each process — so one bad
 process does not hide the problems of the next; pydantic's error locations are mapped back to lines
 through the recorded key paths. Rules across fields and processes follow (``run`` xor ``command``,
-ancestors, pools, cycles, importable targets). Every problem of every file is collected, and if
-there is any, one ``DefinitionError`` carries them all and nothing is returned.
+ancestors, pools, cycles, importable targets — each distinct module imported once,
+``registry.definitions.targets``). Every problem of every file is collected, and if there is any,
+one ``DefinitionError`` carries them all and nothing is returned.
+
+An entry with ``foreach`` is a template (``registry.definitions.templates``): it becomes one
+process per item, ``TEMPLATE.ITEM``, each validated as any process is, its problems naming the
+template's line, the template and the item; a template's name in ``ancestors`` is replaced by
+its processes once every file is read.
 
 Several files make one registry: process names are unique across them; a setting (``timezone``,
 ``slots``, ``pools``, ``ranking``) may appear in several files only with equal values; a file's
@@ -24,48 +30,45 @@ in the registry's timezone and become aware.
 
 from __future__ import annotations
 
-import difflib
 import enum
-import importlib
 import os
-import re
 import reprlib
-import sys
 import zoneinfo
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
-import networkx as nx
 import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from yaml.nodes import ScalarNode
 
+from registry.definitions.graph import check_graph as _check_graph
+from registry.definitions.graph import did_you_mean as _did_you_mean
 from registry.definitions.schema import (
-    NAME_MAX_LENGTH,
-    NAME_PATTERN,
     PROCESS_ONLY,
     TARGET_FIELDS,
     DefaultsSpec,
     ProcessFields,
     ProcessSpec,
     Settings,
+    process_name_problem,
 )
+from registry.definitions.targets import Targets
+from registry.definitions.templates import ItemWhere, Template, fill, resolve_ancestors
 from registry.definitions.yaml_source import AnyLoader, KeyPath, Where, YamlLoader, parse_file
 from registry.errors import DefinitionError, Problem, ProcessNotFound
-from registry.model import Missed, ProcessDef, Ranking, RegistryDef, Source
+from registry.model import Missed, ProcessDef, Ranking, RegistryDef, Retention, Source
 
-__all__ = ["load_files", "revise"]
+__all__ = ["load_documents", "load_files", "process_name_problem", "revise"]
 
 _M = TypeVar("_M", bound=BaseModel)
 _TAG = "tag:yaml.org,2002:"
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = 60
 _short = _repr.repr
-_NAME = re.compile(NAME_PATTERN)
 
 
 # -- validation with pydantic ----------------------------------------------------------------------
@@ -120,21 +123,25 @@ def _message(model: type[BaseModel], err: ErrorDetails, also_known: Sequence[str
     return f"{msg[:1].lower()}{msg[1:]}, got {_short(err['input'])}"
 
 
-def _did_you_mean(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 # -- checks beyond one field -----------------------------------------------------------------------
 
 
 @dataclass(slots=True)
 class _Entry:
-    """A process being validated: where it is and its spec (invalid fields left at defaults)."""
+    """A process being validated: where it is and its spec (invalid fields left at defaults).
+
+    A template's process has its template and item (``origin``); once a template's name in its
+    ancestors is replaced by the template's processes, ``came_from`` is the index (in the list
+    as written) of each ancestor, for the line of a problem."""
 
     where: Where
     spec: ProcessSpec
     line: int | None
+    origin: tuple[Template, str] | None = None
+    came_from: list[int] | None = None
+
+    def written(self, index: int) -> int:
+        return self.came_from[index] if self.came_from is not None else index
 
 
 @dataclass(slots=True)
@@ -144,8 +151,9 @@ class _Checks:
     tz: zoneinfo.ZoneInfo
     pools: Collection[str]  # also the names of pools declared with an invalid size
     problems: list[Problem]
-    imports: dict[str, str | None] = field(default_factory=dict)
+    targets: Targets = field(default_factory=Targets)
     check_imports: bool = True  # False for rows of the store: their targets import at run time
+    templates: dict[str, Template] = field(default_factory=dict)
 
     def report(self, where: Where, path: KeyPath, message: str) -> None:
         self.problems.append(where.problem(path, message))
@@ -179,105 +187,10 @@ def _check_process(
         c.report(where, (*base, "pool"), f"unknown pool {spec.pool!r} (pools: {known})")
     for key in TARGET_FIELDS:
         target = getattr(spec, key, None)
-        if key in own and target is not None and c.check_imports:
-            if target not in c.imports:
-                c.imports[target] = _import_problem(target)
-            if c.imports[target]:
-                c.report(where, (*base, key), f"{key}: {c.imports[target]}")
-
-
-@contextmanager
-def _cwd_on_sys_path() -> Iterator[None]:
-    """Import as ``python -m`` from here would: ``workflows.jobs.etl`` from the repository root."""
-    cwd = os.getcwd()
-    added = cwd not in sys.path
-    if added:
-        sys.path.insert(0, cwd)
-    try:
-        yield
-    finally:
-        if added and cwd in sys.path:
-            sys.path.remove(cwd)
-
-
-def _import_problem(target: str) -> str | None:
-    """Why ``module:callable`` cannot be used, or ``None`` if it imports and is callable."""
-    module_name, _, attributes = target.partition(":")
-    try:
-        with _cwd_on_sys_path():
-            obj: Any = importlib.import_module(module_name)
-    except (Exception, SystemExit) as exc:  # a user module may raise anything while importing
-        return f"cannot import {target!r}: {type(exc).__name__}: {exc}"
-    for name in attributes.split("."):
-        try:
-            obj = getattr(obj, name)
-        except AttributeError as exc:
-            return f"cannot import {target!r}: AttributeError: {exc}"
-    if not callable(obj):
-        return f"{target!r} is not callable (it is a {type(obj).__name__})"
-    return None
-
-
-def _check_graph(entries: Mapping[str, _Entry], problems: list[Problem]) -> list[set[str]]:
-    """Ancestors exist, are not the process itself, are not repeated and form no cycle.
-
-    Returns the processes on cycles, one set per strongly connected component (each cycle is
-    reported once, on its first process by name)."""
-    edges: list[tuple[str, str]] = []
-    for name, entry in entries.items():
-        seen: set[str] = set()
-        for i, ancestor in enumerate(entry.spec.ancestors):
-            if ancestor == name:
-                message = "lists itself as an ancestor"
-            elif ancestor in seen:
-                message = f"ancestor {ancestor!r} listed twice"
-            elif ancestor not in entries:
-                message = f"unknown ancestor {ancestor!r}{_did_you_mean(ancestor, list(entries))}"
-            else:
-                edges.append((ancestor, name))
-                seen.add(ancestor)
-                continue
-            seen.add(ancestor)
-            problems.append(entry.where.problem(("processes", name, "ancestors", i), message))
-    if _acyclic(entries, edges):
-        return []
-    graph: nx.DiGraph[str] = nx.DiGraph()
-    graph.add_nodes_from(entries)
-    graph.add_edges_from(edges)
-    cyclic: list[set[str]] = []
-    for component in nx.strongly_connected_components(graph):
-        if len(component) < 2:
-            continue
-        cyclic.append(set(component))
-        sub = graph.subgraph(component)
-        start = min(component)
-        last = min(sub.predecessors(start))
-        cycle = [*nx.shortest_path(sub, start, last), start]
-        index = list(entries[start].spec.ancestors).index(last)
-        message = f"dependency cycle {' -> '.join(cycle)} (each is an ancestor of the next)"
-        problems.append(
-            entries[start].where.problem(("processes", start, "ancestors", index), message)
-        )
-    return cyclic
-
-
-def _acyclic(nodes: Collection[str], edges: Sequence[tuple[str, str]]) -> bool:
-    """Whether the graph has no cycle (Kahn's algorithm: every node can be taken in order)."""
-    children: dict[str, list[str]] = {}
-    waiting = dict.fromkeys(nodes, 0)  # ancestors not yet taken
-    for ancestor, child in edges:
-        children.setdefault(ancestor, []).append(child)
-        waiting[child] += 1
-    ready = [node for node, count in waiting.items() if not count]
-    taken = 0
-    while ready:
-        node = ready.pop()
-        taken += 1
-        for child in children.get(node, ()):
-            waiting[child] -= 1
-            if not waiting[child]:
-                ready.append(child)
-    return taken == len(waiting)
+        if key in own and isinstance(target, str) and c.check_imports:
+            problem = c.targets.problem(target)
+            if problem:
+                c.report(where, (*base, key), f"{key}: {problem}")
 
 
 # -- building the definitions ----------------------------------------------------------------------
@@ -298,6 +211,10 @@ def _definition(
         params=dict(spec.params),
         resources=dict(spec.resources),
         ancestors=tuple(spec.ancestors),
+        retry_on=tuple(spec.retry_on),
+        condition=(
+            dict(spec.condition) if isinstance(spec.condition, BaseModel) else spec.condition
+        ),
         missed=Missed(spec.missed),
         not_before=_aware(spec.not_before, tz),
         start_at=_aware(spec.start_at, tz),
@@ -310,6 +227,17 @@ def load_files(paths: Sequence[str | os.PathLike[str]]) -> RegistryDef:
     """Parse and validate YAML files into one registry; ``DefinitionError`` lists every problem."""
     problems: list[Problem] = []
     files = [parse_file(path, problems) for path in paths]
+    return load_documents(files, problems)
+
+
+def load_documents(
+    files: Sequence[tuple[Where, Any]], problems: list[Problem] | None = None
+) -> RegistryDef:
+    """Validate documents as YAML files would give them — each a ``Where`` (its name, and the
+    lines of its keys when known) and its data — into one registry, with the same rules as
+    ``load_files`` (the Python API builds its documents in code). ``DefinitionError`` lists
+    every problem, those in ``problems`` first."""
+    problems = problems if problems is not None else []
     chosen: dict[str, tuple[Any, Where]] = {}
     for where, data in files:
         if data is not None and not isinstance(data, dict):
@@ -339,6 +267,7 @@ def load_files(paths: Sequence[str | os.PathLike[str]]) -> RegistryDef:
     for where, data in files:
         if isinstance(data, dict):
             _load_processes(data, where, entries, checks)
+    _resolve_ancestors(entries, checks)
     _check_graph(entries, problems)
     if problems:
         order = {where.file: i for i, (where, _) in enumerate(files)}
@@ -349,11 +278,38 @@ def load_files(paths: Sequence[str | os.PathLike[str]]) -> RegistryDef:
         slots=base.slots,
         pools=dict(base.pools),
         ranking=Ranking(base.ranking),
+        retention=retention_of(base),
         processes={
-            name: _definition(name, e.spec, checks.tz, Source(file=e.where.file, line=e.line or 0))
-            for name, e in entries.items()
+            name: _definition(name, e.spec, checks.tz, _source(e)) for name, e in entries.items()
         },
     )
+
+
+def _source(entry: _Entry) -> Source:
+    template, item = (entry.origin[0].name, entry.origin[1]) if entry.origin else (None, None)
+    return Source(file=entry.where.file, line=entry.line or 0, template=template, item=item)
+
+
+def _resolve_ancestors(entries: dict[str, _Entry], c: _Checks) -> None:
+    """Templates' names in ancestors replaced by their processes; pairings checked."""
+    if not c.templates:
+        return
+    for name, entry in entries.items():
+        written = entry.spec.ancestors
+        if not written or not (entry.origin or any(a in c.templates for a in written)):
+            continue
+        ancestors, came_from, problems = resolve_ancestors(
+            written, entries, c.templates, entry.origin
+        )
+        for index, message in problems:
+            c.report(entry.where, ("processes", name, "ancestors", index), message)
+        entry.spec = entry.spec.model_copy(update={"ancestors": ancestors})
+        entry.came_from = came_from
+
+
+def retention_of(settings: Settings) -> Retention:
+    kept = settings.retention
+    return Retention(runs=kept.runs, logs=kept.logs, decisions=kept.decisions)
 
 
 def _mapping(value: Any) -> Mapping[Any, Any]:
@@ -379,38 +335,68 @@ def _load_processes(
         name_problem = process_name_problem(name)
         if name_problem:
             c.report(where, base, name_problem)
-        if body is None or isinstance(body, dict):
-            raw = {**defaults, **(body or {})}
-            process, _ = _validate(ProcessSpec, raw, base, where, c.problems)
-            _check_process(process, raw, set(body or {}), base, where, c)
-        else:
-            c.report(where, base, f"a process must be a mapping of fields, got {_short(body)}")
-            process = ProcessSpec()
-        if name in entries:
-            other = entries[name].where
-            at = f"{other.file}:{entries[name].line}"
-            c.report(where, base, f"duplicate process {name!r} (first defined at {at})")
-        else:
-            entries[name] = _Entry(where=where, spec=process, line=where.line(base))
+        if not (isinstance(body, dict) and "foreach" in body):
+            _load_process(name, body, defaults, where, where.line(base), entries, c)
+        elif not _taken(name, where, entries, c):  # a template: one process per item
+            template = c.templates[name] = Template.read(name, body, where, c.problems)
+            for item in template.items:
+                item_where = ItemWhere.of(where, name, item.name)
+                full = item_where.process
+                filled, unfilled = fill(
+                    body, item, ("processes", full), partial(c.report, item_where)
+                )
+                origin = (template, item.name)
+                _load_process(
+                    full, filled, defaults, item_where, template.line, entries, c, origin, unfilled
+                )
 
 
-def process_name_problem(name: str) -> str | None:
-    """Why ``name`` cannot name a process (pattern, length), or ``None``."""
-    if not _NAME.match(name):
-        return f"invalid process name {name!r}: must match {NAME_PATTERN}"
-    if len(name) > NAME_MAX_LENGTH:
-        return f"process name of {len(name)} characters is too long (at most {NAME_MAX_LENGTH})"
-    return None
+def _load_process(
+    name: str,
+    body: Any,
+    defaults: Mapping[str, Any],
+    where: Where,
+    line: int | None,
+    entries: dict[str, _Entry],
+    c: _Checks,
+    origin: tuple[Template, str] | None = None,
+    unfilled: Collection[str] = (),
+) -> None:
+    """Validate one process (``unfilled``: fields of a template whose placeholders this item
+    could not fill, reported already) and add it to ``entries``."""
+    base = ("processes", name)
+    if body is None or isinstance(body, dict):
+        raw = {**defaults, **(body or {})}
+        valid = {k: v for k, v in raw.items() if k not in unfilled} if unfilled else raw
+        process, _ = _validate(ProcessSpec, valid, base, where, c.problems, also_known=("foreach",))
+        _check_process(process, raw, set(body or {}), base, where, c)
+    else:
+        c.report(where, base, f"a process must be a mapping of fields, got {_short(body)}")
+        process = ProcessSpec()
+    if not _taken(name, where, entries, c):
+        entries[name] = _Entry(where=where, spec=process, line=line, origin=origin)
+
+
+def _taken(name: str, where: Where, entries: Mapping[str, _Entry], c: _Checks) -> bool:
+    """Whether a process or a template has ``name`` already (a problem)."""
+    first = entries.get(name) or c.templates.get(name)
+    if first is not None:
+        at = f"{first.where.file}:{first.line}"
+        c.report(where, ("processes", name), f"duplicate process {name!r} (first defined at {at})")
+    return first is not None
 
 
 # -- revise ----------------------------------------------------------------------------------------
 
 
-def revise(registry: RegistryDef, name: str, changes: Mapping[str, Any]) -> RegistryDef:
+def revise(
+    registry: RegistryDef, name: str, changes: Mapping[str, Any], *, as_text: bool = True
+) -> RegistryDef:
     """``registry`` with fields of process ``name`` changed and re-validated like YAML.
 
     Values may be Python values or text as typed on a command line, read as YAML (``"200"`` is
-    200, ``"true"`` is True, ``"15m"`` stays a duration, ``"[a, b]"`` is a list). ``None`` (or
+    200, ``"true"`` is True, ``"15m"`` stays a duration, ``"[a, b]"`` is a list); with
+    ``as_text=False`` (JSON bodies, Python calls) a string is a string. ``None`` (or
     ``null``) puts a field back to its built-in default; the file's ``defaults`` are not known
     here. Setting ``run`` drops ``command`` (and the reverse), likewise ``cron`` and ``every``,
     unless both are in ``changes``. Targets (``run``, hooks) are import-checked only when
@@ -430,7 +416,7 @@ def revise(registry: RegistryDef, name: str, changes: Mapping[str, Any]) -> Regi
         if getattr(process, key) is not None
     }
     for key, value in changes.items():
-        value = _plain(_from_text(value) if isinstance(value, str) else value)
+        value = _plain(_from_text(value) if as_text and isinstance(value, str) else value)
         if value is None:
             raw.pop(key, None)
         else:

@@ -13,10 +13,11 @@ from pydantic import BaseModel
 from registry.definitions.schema import (
     INT_MAX,
     INT_MIN,
+    ITEM_PATTERN,
     NAME_MAX_LENGTH,
     NAME_PATTERN,
-    ProcessSpec,
     Settings,
+    TemplateSpec,
 )
 from registry.definitions.yaml_source import MAX_ALIAS_NODES
 
@@ -44,29 +45,45 @@ _KINDS = {
     "on_success": "module:callable",
     "on_failure": "module:callable",
     "on_cancel": "module:callable",
+    "on_error": "module:callable",
+    "retry_on": "list of exception names",
+    "condition": "module:callable / {sql, db}",
+    "condition_interval": "duration",
+    "retention": "{runs, logs, decisions}: durations",
     "run": "module:callable",
     "command": "string or list",
     "cron": "cron expression",
     "every": "duration",
     "ancestors": "list of names",
+    "foreach": "list / mapping item → values",
     "timezone": "IANA name",
     "slots": "integer ≥ 1",
     "pools": "mapping name → size",
     "ranking": "adp / priority",
 }
-_FIRST = ("run", "command", "params", "cron", "every", "ancestors")
+_FIRST = ("run", "command", "params", "cron", "every", "ancestors", "foreach")
 
 
 def _default(field: Any) -> str:
     if field.default_factory is not None:
-        return "{}" if field.default_factory is dict else "[]"
+        if field.default_factory in (dict, list):
+            return "{}" if field.default_factory is dict else "[]"
+        made = field.default_factory()  # a settings model: its own defaults, key by key
+        return ", ".join(
+            f"{key}: {_default(sub)}" for key, sub in type(made).model_fields.items()
+        ).replace("—", "for ever")
     value = field.default
     if value is None:
         return "—"
     if isinstance(value, bool):
         return str(value).lower()
     if hasattr(value, "total_seconds"):
-        return f"{value.total_seconds():g}s"
+        seconds = value.total_seconds()
+        return (
+            f"{seconds / 86400:g}d"
+            if seconds >= 86400 and seconds % 86400 == 0
+            else f"{seconds:g}s"
+        )
     return str(value)
 
 
@@ -84,13 +101,23 @@ def _table(model: type[BaseModel], order: tuple[str, ...] = ()) -> list[str]:
 def reference_markdown() -> str:
     lines = ["Top level:", "", *_table(Settings), ""]
     lines += [
-        "`defaults:` may set any process key except `run`, `command`, `cron`, `every` and "
-        "`ancestors`; it applies to the processes of its own file.",
+        "`defaults:` may set any process key except `run`, `command`, `cron`, `every`, "
+        "`ancestors` and `foreach`; it applies to the processes of its own file.",
         "",
         "Each entry under `processes:` (exactly one of `run` / `command`, at most one of "
         "`cron` / `every`):",
         "",
-        *_table(ProcessSpec, _FIRST),
+        *_table(TemplateSpec, _FIRST),
+        "",
+        "Templates: an entry with `foreach` — a list of items (strings or integers), or a "
+        "mapping item → mapping of values — stands for one process per item, named "
+        f"`NAME.ITEM` (an item matches `{ITEM_PATTERN}`). In every string of the entry "
+        "`{item}` is the item (a mapping's key) and `{item.KEY}` a value of a mapping item; a "
+        "string that is only a placeholder takes the value with its type (`priority: "
+        '"{item.priority}"` is an integer), inside text a value is written as text (non-strings '
+        "as JSON); `{{item}}` is the text `{item}`, other braces are text as they are. In "
+        '`ancestors`, a template\'s name means all of its processes, and `"other.{item}"` '
+        "pairs the items one to one (an item that `other` lacks is an error).",
         "",
         "Durations: `90` (seconds), `90s`, `15m`, `6h`, `1d`, `1h30m`. Naive datetimes are in the "
         "registry's timezone. Keys starting with `x-` at the top level are ignored (a place for "

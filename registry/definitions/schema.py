@@ -7,6 +7,10 @@ several processes (exactly one of ``run``/``command``, ancestors exist, no cycle
 targets, ``end_at`` after ``start_at``) live in the loader, which knows files and lines.
 ``json_schema()`` is the JSON Schema that ``planner schema`` prints.
 
+A template (an entry with ``foreach``, ``registry.definitions.templates``) is validated after
+expansion, one ``ProcessSpec`` per item; ``TemplateSpec`` only describes it for the JSON Schema
+and the reference, where its fields may also hold the placeholders ``{item}`` / ``{item.KEY}``.
+
 Types are strict: YAML gives real booleans and numbers, so ``priority: "high"`` or
 ``retries: "3"`` is an error rather than a silent conversion. The exceptions are deliberate:
 durations are a number of seconds or a string (``15m``); resource amounts may be numeric strings,
@@ -35,6 +39,7 @@ from registry.definitions.durations import DURATION_PATTERN, parse_duration
 __all__ = [
     "INT_MAX",
     "INT_MIN",
+    "ITEM_PATTERN",
     "NAME_MAX_LENGTH",
     "NAME_PATTERN",
     "PROCESS_ONLY",
@@ -44,7 +49,9 @@ __all__ = [
     "ProcessSpec",
     "RegistryDocument",
     "Settings",
+    "TemplateSpec",
     "json_schema",
+    "process_name_problem",
 ]
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
@@ -58,10 +65,27 @@ _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 TARGET_PATTERN = rf"^{_IDENT}(?:\.{_IDENT})*:{_IDENT}(?:\.{_IDENT})*$"
 _TARGET = re.compile(TARGET_PATTERN)
 TIME_OF_DAY_PATTERN = r"^(?:[01]?[0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9])?$"
+#: a template's item: the end of the process name ``TEMPLATE.ITEM`` (a leading digit is fine)
+ITEM_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+#: a string holding a template placeholder (``{item}``, ``{item.KEY}``)
+PLACEHOLDER_PATTERN = r"\{item(?:\.[^{}]*)?\}"
 #: process fields that ``defaults`` may not hold
-PROCESS_ONLY = frozenset({"run", "command", "cron", "every", "ancestors"})
+PROCESS_ONLY = frozenset({"run", "command", "cron", "every", "ancestors", "foreach"})
 #: fields naming a "module:callable" that must be importable
-TARGET_FIELDS = ("run", "on_success", "on_failure", "on_cancel")
+#: the fields naming a callable, import-checked when a file is validated (a SQL condition is not)
+TARGET_FIELDS = ("run", "on_success", "on_failure", "on_cancel", "on_error", "condition")
+
+
+_NAME = re.compile(NAME_PATTERN)
+
+
+def process_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a process (pattern, length), or ``None``."""
+    if not _NAME.match(name):
+        return f"invalid process name {name!r}: must match {NAME_PATTERN}"
+    if len(name) > NAME_MAX_LENGTH:
+        return f"process name of {len(name)} characters is too long (at most {NAME_MAX_LENGTH})"
+    return None
 
 
 # -- field validators (ValueError messages end up in the user's error list verbatim) ------------
@@ -197,6 +221,10 @@ PositiveDuration = Annotated[
 Cron = Annotated[
     str, PlainValidator(_cron), WithJsonSchema({"type": "string", "description": "croniter"})
 ]
+ExceptionName = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$", max_length=200),
+]
 Target = Annotated[
     str, PlainValidator(_target), WithJsonSchema({"type": "string", "pattern": TARGET_PATTERN})
 ]
@@ -243,6 +271,16 @@ Timezone = Annotated[
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SqlCondition(_Strict):
+    """A condition on a database: a scalar query whose true value means go."""
+
+    sql: str = Field(min_length=1, description="a query returning one value; true means go")
+    db: str = Field(
+        min_length=1,
+        description="a SQLAlchemy URL, or the name of an environment variable holding one",
+    )
 
 
 class ProcessFields(_Strict):
@@ -292,6 +330,23 @@ class ProcessFields(_Strict):
         default=None, description="hook, after the last attempt failed"
     )
     on_cancel: Target | None = Field(default=None, description="hook, after a cancel")
+    on_error: Target | None = Field(
+        default=None,
+        description='hook after a failed attempt with retries left: returns "retry" (default),'
+        ' "fail" or "cancel"',
+    )
+    retry_on: list[ExceptionName] = Field(
+        default_factory=list,
+        description="exception type names worth retrying, matched against the class and its"
+        " bases (default: any)",
+    )
+    condition: Target | SqlCondition | None = Field(
+        default=None,
+        description="must be true before a start: 'module:callable' (called with ctx) or {sql, db}",
+    )
+    condition_interval: PositiveDuration = Field(
+        default=timedelta(minutes=1), description="how often a false condition is asked again"
+    )
 
 
 class DefaultsSpec(ProcessFields):
@@ -318,6 +373,54 @@ class ProcessSpec(ProcessFields):
     )
 
 
+_FOREACH_JSON = {
+    "anyOf": [
+        {
+            "type": "array",
+            "items": {
+                "anyOf": [
+                    {"type": "string", "pattern": ITEM_PATTERN},
+                    {"type": "integer", "minimum": 0},
+                ]
+            },
+        },
+        {
+            "type": "object",
+            "propertyNames": {"pattern": ITEM_PATTERN},
+            "additionalProperties": {"anyOf": [{"type": "object"}, {"type": "null"}]},
+        },
+    ],
+}
+Foreach = Annotated[
+    list[str | int] | dict[str, dict[str, Any] | None], WithJsonSchema(_FOREACH_JSON)
+]
+
+
+class TemplateSpec(ProcessSpec):
+    """A template as written in YAML: a process with ``foreach`` (for the JSON Schema and the
+    reference; the loader expands it and validates each of its processes as a ``ProcessSpec``)."""
+
+    foreach: Foreach | None = Field(
+        default=None,
+        description="a template: one process `NAME.ITEM` per item; `{item}` and `{item.KEY}` in"
+        " its strings are replaced",
+    )
+
+
+class RetentionSpec(_Strict):
+    """How long records are kept; ``null`` keeps them for ever."""
+
+    runs: PositiveDuration | None = Field(
+        default=None, description="ended runs and their attempts (default: for ever)"
+    )
+    logs: PositiveDuration | None = Field(
+        default=timedelta(days=30), description="the captured logs of attempts"
+    )
+    decisions: PositiveDuration | None = Field(
+        default=timedelta(days=7), description="the decision log"
+    )
+
+
 class Settings(_Strict):
     """The registry-wide settings; files that repeat one must agree on its value."""
 
@@ -332,13 +435,17 @@ class Settings(_Strict):
     ranking: Literal["adp", "priority"] = Field(
         default="adp", description="`priority` ranks by priority before the process class"
     )
+    retention: RetentionSpec = Field(
+        default_factory=RetentionSpec,
+        description="how long runs, logs and decisions are kept; older ones are purged",
+    )
 
 
 class RegistryDocument(Settings):
     """A whole registry file (used for the JSON Schema; the loader validates it piecewise)."""
 
     defaults: DefaultsSpec | None = None
-    processes: dict[ProcessName, ProcessSpec | None] | None = None
+    processes: dict[ProcessName, ProcessSpec | TemplateSpec | None] | None = None
 
 
 def json_schema() -> dict[str, Any]:
@@ -349,4 +456,37 @@ def json_schema() -> dict[str, Any]:
     processes["additionalProperties"] = False
     schema["patternProperties"] = {"^x-": {}}  # ignored keys, a place for YAML anchors
     schema["title"] = "dask-planner registry"
+    template = schema["$defs"]["TemplateSpec"]
+    template["required"] = ["foreach"]  # what tells a template from a process
+    foreach = template["properties"]["foreach"]
+    foreach["anyOf"] = [kind for kind in foreach["anyOf"] if kind != {"type": "null"}]
+    foreach.pop("default", None)
+    for name, prop in template["properties"].items():
+        if name != "foreach":
+            template["properties"][name] = _with_placeholders(prop)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def _with_placeholders(prop: dict[str, Any]) -> dict[str, Any]:
+    """A template's field: what a process's takes, or a string with a placeholder (which the
+    item's value replaces; a whole-string placeholder takes the value's type: ``"{item.n}"``)."""
+    inner = dict(prop)
+    meta: dict[str, Any] = {
+        k: inner.pop(k) for k in ("description", "default", "title") if k in inner
+    }
+    return {"anyOf": [_loosened(inner), _PLACEHOLDER_JSON], **meta}
+
+
+def _loosened(node: dict[str, Any]) -> dict[str, Any]:
+    """``node`` whose list items and mapping values may hold placeholders too."""
+    node = dict(node)
+    for key in ("items", "additionalProperties"):  # ancestors, command; resources
+        inner = node.get(key)
+        if isinstance(inner, dict) and inner and inner != {"type": "string"}:
+            node[key] = {"anyOf": [_loosened(inner), _PLACEHOLDER_JSON]}
+    if "anyOf" in node:
+        node["anyOf"] = [_loosened(member) for member in node["anyOf"]]
+    return node
+
+
+_PLACEHOLDER_JSON = {"type": "string", "pattern": PLACEHOLDER_PATTERN}

@@ -35,6 +35,7 @@ from registry.definitions.loader import (
     _Entry,
     _validate,
     process_name_problem,
+    retention_of,
 )
 from registry.definitions.schema import ProcessSpec, Settings
 from registry.definitions.yaml_source import Where
@@ -114,6 +115,7 @@ def validate_stored(
         slots=base.slots,
         pools=dict(base.pools),
         ranking=Ranking(base.ranking),
+        retention=retention_of(base),
         processes=valid,
         invalid=invalid,
         problems=problems,

@@ -8,6 +8,7 @@
 ``queries``             the read side: rows → records
 ``tables``              table definitions and the registry revision triggers
 ``codec``               definitions ↔ JSON documents
+``digest``              the digest of the files last applied (``planner run FILES`` skips them)
 ``schema_version``      the schema's Alembic revision: ``head``, ``current``, ``upgrade``, and
                         the check ``SqlStore`` makes when it opens a database
 ``migrations``          the Alembic environment and one script per revision

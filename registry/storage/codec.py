@@ -2,9 +2,11 @@
 
 The store keeps each process as such a document (plus a few promoted columns that operators may
 edit with SQL). Durations are stored as seconds, datetimes as ISO-8601 with offset, times of day as
-"HH:MM:SS". Reading goes the other way only as far as the fields a YAML file would hold
-(``stored_fields``): the store validates them like a file's (``registry.definitions.stored``),
-since an operator may have written anything into the table.
+"HH:MM:SS"; ``source`` holds file and line, and for a template's process the template and the
+item (how ``registry.definitions.templates.members`` knows them). Reading goes the other way
+only as far as the fields a YAML file would hold (``stored_fields``): the store validates them
+like a file's (``registry.definitions.stored``), since an operator may have written anything
+into the table.
 """
 
 from __future__ import annotations
@@ -48,8 +50,11 @@ def process_to_document(process: ProcessDef) -> dict[str, Any]:
         elif isinstance(value, Mapping):
             value = dict(value)
         doc[f.name] = value
-    if process.source is not None:
-        doc["source"] = {"file": process.source.file, "line": process.source.line}
+    src = process.source
+    if src is not None:
+        doc["source"] = {"file": src.file, "line": src.line}
+        if src.template is not None:  # the template's processes are known by their source
+            doc["source"].update(template=src.template, item=src.item)
     return doc
 
 
@@ -81,7 +86,10 @@ def stored_source(document: Any) -> Source | None:
     file, line = src.get("file"), src.get("line")
     if not isinstance(file, str) or not isinstance(line, int) or isinstance(line, bool):
         return None
-    return Source(file=file, line=line)
+    template, item = src.get("template"), src.get("item")
+    if not isinstance(template, str) or not isinstance(item, str):
+        template = item = None
+    return Source(file=file, line=line, template=template, item=item)
 
 
 def settings_to_document(registry: RegistryDef) -> dict[str, Any]:
@@ -90,4 +98,12 @@ def settings_to_document(registry: RegistryDef) -> dict[str, Any]:
         "slots": registry.slots,
         "pools": dict(registry.pools),
         "ranking": registry.ranking.value,
+        "retention": {
+            kind: None if kept is None else kept.total_seconds()
+            for kind, kept in (
+                ("runs", registry.retention.runs),
+                ("logs", registry.retention.logs),
+                ("decisions", registry.retention.decisions),
+            )
+        },
     }

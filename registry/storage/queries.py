@@ -166,6 +166,9 @@ def attempt_record(row: Row[Any]) -> AttemptRecord:
         worker=row.worker,
         error=error,
         result=row.result,
+        result_json=getattr(row, "result_json", None),
+        params=dict(getattr(row, "params", None) or {}),
+        log=getattr(row, "log", None),
     )
 
 
@@ -315,20 +318,47 @@ def load_histories(conn: Connection, durations_kept: int) -> dict[str, ProcessHi
     return {process: ProcessHistory(**values) for process, values in facts.items()}
 
 
+_WITHOUT_LOG = [c for c in attempts.c if c.name != "log"]
+
+
 def history(
-    conn: Connection, process: str | None, since: datetime | None, limit: int | None
+    conn: Connection,
+    process: str | None,
+    since: datetime | None,
+    limit: int | None,
+    status: RunStatus | None = None,
 ) -> list[AttemptRecord]:
-    """Attempts newest first by queued time; ``since`` keeps those queued at or after it."""
-    query = select(attempts).order_by(
-        attempts.c.queued.desc(), attempts.c.attempt.desc(), attempts.c.run_id.desc()
+    """Attempts newest first by queued time, with their run's params and without their logs;
+    ``since`` keeps those queued at or after it, ``status`` those that ended so."""
+    query = (
+        select(*_WITHOUT_LOG, runs.c.params)
+        .join(runs, runs.c.run_id == attempts.c.run_id)
+        .order_by(attempts.c.queued.desc(), attempts.c.attempt.desc(), attempts.c.run_id.desc())
     )
     if process is not None:
         query = query.where(attempts.c.process == process)
     if since is not None:
         query = query.where(attempts.c.queued >= since)
+    if status is not None:
+        query = query.where(attempts.c.status == status.value)
     if limit is not None:
         query = query.limit(limit)
     return [attempt_record(row) for row in _rows(conn, query)]
+
+
+def attempt_log(conn: Connection, run_id: str, attempt: int | None) -> AttemptRecord | None:
+    """One attempt of ``run_id`` with its log (the latest attempt when ``attempt`` is None)."""
+    query = (
+        select(*attempts.c, runs.c.params)
+        .join(runs, runs.c.run_id == attempts.c.run_id)
+        .where(attempts.c.run_id == run_id)
+    )
+    if attempt is None:
+        query = query.order_by(attempts.c.attempt.desc()).limit(1)
+    else:
+        query = query.where(attempts.c.attempt == attempt)
+    found = _rows(conn, query)
+    return attempt_record(found[0]) if found else None
 
 
 def pending_requests(conn: Connection) -> list[Request]:
@@ -342,6 +372,8 @@ def pending_requests(conn: Connection) -> list[Request]:
             run_id=r.run_id,
             params=dict(r.params or {}),
             force=bool(r.force),
+            due=r.due,
+            scheduled=r.scheduled,
         )
         for r in _rows(conn, query)
     ]
@@ -376,3 +408,21 @@ def logged_decisions(conn: Connection, process: str | None, limit: int) -> list[
 
 def _rows(conn: Connection, query: Executable) -> list[Any]:
     return list(conn.execute(query))
+
+
+def last_results(conn: Connection) -> dict[str, Any]:
+    """Per process, the JSON result of its latest successful attempt (``None`` when it had
+    none, or returned no JSON); processes that never succeeded are left out."""
+    ranked = (
+        select(
+            attempts.c.process,
+            attempts.c.result_json,
+            func.row_number()
+            .over(partition_by=attempts.c.process, order_by=attempts.c.end.desc())
+            .label("rn"),
+        )
+        .where(attempts.c.status == RunStatus.SUCCEEDED.value)
+        .subquery()
+    )
+    query = select(ranked.c.process, ranked.c.result_json).where(ranked.c.rn == 1)
+    return {r.process: r.result_json for r in _rows(conn, query)}

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
 from registry.errors import IllegalTransition, RunNotFound
 from registry.lifecycle import RunStatus, check_transition
@@ -194,3 +194,23 @@ def _current_attempt(conn: Connection, run: Row[Any], attempt: int, new: RunStat
             f"{new.value} at attempt {attempt}",
         )
     return row
+
+
+def write_partial_logs(conn: Connection, logs: Mapping[tuple[str, int], str]) -> None:
+    """The logs of attempts still running, as far as they came (an ended attempt keeps the
+    whole log its outcome brought: it is not overwritten)."""
+    if not logs:
+        return
+    statement = (
+        update(attempts)
+        .where(
+            attempts.c.run_id == bindparam("k_run_id"),
+            attempts.c.attempt == bindparam("k_attempt"),
+            attempts.c.end.is_(None),
+        )
+        .values(log=bindparam("v_log"))
+    )
+    conn.execute(
+        statement,
+        [{"k_run_id": r, "k_attempt": a, "v_log": text} for (r, a), text in logs.items()],
+    )

@@ -10,8 +10,9 @@ planner that crashes afterwards loses nothing. Writes open with ``_write()``:
   the run for status changes, the registry revision row for registry changes, so two writers
   never both pass the same lifecycle check.
 
-Reads use ``_read()``: one snapshot (SQLite's deferred transaction, PostgreSQL's REPEATABLE
-READ), so ``load_histories`` sees a consistent picture across its queries. The read-side queries
+Reads use ``_read()`` (both in ``registry.storage.sql_base``): one snapshot (SQLite's deferred
+transaction, PostgreSQL's REPEATABLE READ), so ``load_histories`` sees a consistent picture
+across its queries. The read-side queries
 live in ``registry.storage.queries``, the run and attempt writes in ``registry.storage.run_writes``.
 
 Opening a store checks the database's schema revision (``registry.storage.schema_version``): an
@@ -22,18 +23,13 @@ empty database is created at the current revision, one at another revision is re
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy import Connection, delete, insert, select, update
 
-from registry.errors import DefinitionError, NoDatabase, Problem, ProcessNotFound, RunNotFound
+from registry.errors import DefinitionError, Problem, ProcessNotFound, RunNotFound
 from registry.lifecycle import RunStatus
 from registry.model import ProcessDef, RegistryDef
 from registry.records import (
@@ -42,23 +38,20 @@ from registry.records import (
     AttemptRecord,
     ErrorInfo,
     LeaseState,
-    LoggedDecision,
     ProcessHistory,
-    Request,
-    RequestKind,
+    RunRecord,
     Turn,
 )
-from registry.storage import leases, retention, run_writes, schema_version, statistics, turn_writes
+from registry.storage import digest as registry_digest
+from registry.storage import leases, run_writes, turn_writes
 from registry.storage import queries as q
 from registry.storage.codec import json_roundtrip, process_to_document, settings_to_document
-from registry.storage.engine import make_engine, write_transaction
-from registry.storage.retention import Cutoffs, Purged
-from registry.storage.statistics import ProcessStats
+from registry.storage.engine import write_transaction
+from registry.storage.sql_records import OperatorRecords
 from registry.storage.tables import (
     process_state,
     processes,
     registry_revision,
-    requests,
     runs,
     settings,
 )
@@ -66,96 +59,22 @@ from registry.storage.tables import (
 log = logging.getLogger(__name__)
 
 
-class SqlStore:
-    """The store on a SQLAlchemy URL (``sqlite:///planner.db``, ``postgresql+psycopg://...``)."""
+class SqlStore(OperatorRecords):
+    """The store on a SQLAlchemy URL (``sqlite:///planner.db``, ``postgresql+psycopg://...``).
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
-        """Open the database at ``url``; an empty one is created unless ``create`` is false,
-        when a missing one raises ``NoDatabase`` (read-only commands never create one)."""
-        self.url = url
-        if not create and schema_version.missing_sqlite_file(url):
-            raise NoDatabase(url)
-        self._engine = make_engine(url)
-        self._sqlite = self._engine.dialect.name == "sqlite"
-        self._local = threading.local()  # the connection of the batch open on this thread
-        self._reported: set[str] = set()  # registry problems already logged
-        self._fence: tuple[str, int] | None = None  # (instance, fencing number) once leading
-        try:
-            with self._write() as conn:  # under the write lock: one creator, no half upgrade
-                schema_version.prepare(conn, create=create)
-        except BaseException:
-            self._engine.dispose()
-            raise
-
-    @property
-    def engine(self) -> Engine:
-        """The underlying engine (for operators' tooling and tests that edit tables directly)."""
-        return self._engine
-
-    def close(self) -> None:
-        self._engine.dispose()
-
-    def __enter__(self) -> SqlStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- transactions -------------------------------------------------------------------------
-
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Group the writes made inside into one transaction, committed when the block ends.
-
-        The live loop wraps each turn's records in a batch (one commit instead of one per run)
-        and acts on them — submits to Dask — only after the block has committed."""
-        if getattr(self._local, "conn", None) is not None:
-            yield  # already inside a batch on this thread
-            return
-        with self._write() as conn:
-            self._local.conn = conn
-            try:
-                yield
-            finally:
-                self._local.conn = None
-
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        current = getattr(self._local, "conn", None)
-        if current is not None:
-            yield current
-            return
-        with write_transaction(self._engine) as conn:
-            if self._fence is not None:
-                leases.check_fence(conn, *self._fence)
-            yield conn
-
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        current = getattr(self._local, "conn", None)
-        if current is not None:  # see this batch's own uncommitted writes
-            yield current
-            return
-        with self._engine.connect() as conn:
-            if not self._sqlite:
-                conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                yield conn
-
-    def _upsert(self, table: Table, key: Mapping[str, Any], values: Mapping[str, Any]) -> Insert:
-        make = sqlite_insert if self._sqlite else pg_insert
-        return (
-            make(table)
-            .values(**key, **values)
-            .on_conflict_do_update(index_elements=list(key), set_=dict(values))
-        )
+    Opening and transactions are ``SqlBase``'s (``registry.storage.sql_base``); saved states,
+    requests, the decision log, statistics and retention ``OperatorRecords``'
+    (``registry.storage.sql_records``); the registry, runs and the lease are here."""
 
     # -- registry -----------------------------------------------------------------------------
 
-    def apply(self, registry: RegistryDef, *, now: datetime) -> ApplyResult:
+    def apply(
+        self, registry: RegistryDef, *, now: datetime, digest: str | None = None
+    ) -> ApplyResult:
         new_settings = json_roundtrip(settings_to_document(registry))
         added: list[str] = []
         changed: list[str] = []
+        new_rows: list[dict[str, Any]] = []  # inserted at once (executemany), not row by row
         with self._write() as conn:
             _lock_registry(conn)
             rows = {r.name: r for r in q.stored_processes(conn)}  # broken rows too: apply fixes
@@ -167,8 +86,8 @@ class SqlStore:
                 doc = json_roundtrip(process_to_document(definition))
                 row = rows.get(name)
                 if row is None:
-                    conn.execute(
-                        insert(processes).values(
+                    new_rows.append(
+                        dict(
                             name=name,
                             document=doc,
                             first_applied=now,
@@ -186,8 +105,12 @@ class SqlStore:
                         .where(processes.c.name == name)
                         .values(document=doc, updated_at=now, **_promoted(definition))
                     )
+            if new_rows:
+                conn.execute(insert(processes), new_rows)
             if q.stored_settings(conn)[0] != new_settings:
                 conn.execute(self._upsert(settings, {"id": 1}, {"document": new_settings}))
+            if digest is not None:
+                registry_digest.record(conn, digest, now=now)
         return ApplyResult(added=tuple(added), changed=tuple(changed), removed=tuple(removed))
 
     def load_registry(self) -> tuple[RegistryDef, dict[str, datetime]]:
@@ -204,6 +127,10 @@ class SqlStore:
             log.warning("registry in the database: %s", problem)
         self._reported = current
 
+    def unchanged_since_apply(self, digest: str) -> bool:
+        with self._read() as conn:
+            return registry_digest.unchanged(conn, digest)
+
     def registry_revision(self) -> int:
         with self._read() as conn:
             value = conn.execute(
@@ -211,28 +138,39 @@ class SqlStore:
             ).scalar_one()
         return int(value)
 
-    def update_process(self, name: str, changes: Mapping[str, Any]) -> ProcessDef:
+    def update_process(
+        self, name: str, changes: Mapping[str, Any], *, as_text: bool = True
+    ) -> ProcessDef:
+        return self.update_processes([name], changes, as_text=as_text)[0]
+
+    def update_processes(
+        self, names: Sequence[str], changes: Mapping[str, Any], *, as_text: bool = True
+    ) -> list[ProcessDef]:
         from registry.definitions.loader import (
             revise,  # the loader imports YAML machinery; load it lazily
         )
 
+        definitions = []
         with self._write() as conn:
             _lock_registry(conn)
             registry, _ = q.load_registry(conn)
-            if name in registry.invalid:
-                raise DefinitionError([_invalid_row(name, registry.invalid[name])])
-            if name not in registry.processes:
-                raise ProcessNotFound(name)
-            definition = revise(registry, name, changes).processes[name]
-            doc = json_roundtrip(process_to_document(definition))
-            [row] = q.stored_processes(conn, [name])
-            if _differs(row, doc, definition):
-                conn.execute(
-                    update(processes)
-                    .where(processes.c.name == name)
-                    .values(document=doc, updated_at=datetime.now(UTC), **_promoted(definition))
-                )
-        return definition
+            for name in names:
+                if name in registry.invalid:
+                    raise DefinitionError([_invalid_row(name, registry.invalid[name])])
+                if name not in registry.processes:
+                    raise ProcessNotFound(name)
+                registry = revise(registry, name, changes, as_text=as_text)
+                definitions.append(registry.processes[name])
+            rows = {row.name: row for row in q.stored_processes(conn, list(names))}
+            for definition in definitions:
+                doc = json_roundtrip(process_to_document(definition))
+                if _differs(rows[definition.name], doc, definition):
+                    conn.execute(
+                        update(processes)
+                        .where(processes.c.name == definition.name)
+                        .values(document=doc, updated_at=datetime.now(UTC), **_promoted(definition))
+                    )
+        return definitions
 
     # -- runs ---------------------------------------------------------------------------------
 
@@ -296,6 +234,10 @@ class SqlStore:
         with self._write() as conn:
             run_writes.cancel_retry(conn, run_id, at=at)
 
+    def write_partial_logs(self, logs: Mapping[tuple[str, int], str]) -> None:
+        with self._write() as conn:
+            run_writes.write_partial_logs(conn, logs)
+
     def pending_runs(self) -> list[tuple[str, int]]:
         query = select(runs.c.run_id, runs.c.attempt).where(
             runs.c.status == RunStatus.PENDING.value
@@ -314,6 +256,23 @@ class SqlStore:
         with self._read() as conn:
             return q.active_runs(conn)
 
+    def run(self, run_id: str) -> RunRecord:
+        with self._read() as conn:
+            row = conn.execute(select(runs).where(runs.c.run_id == run_id)).first()
+        if row is None:
+            raise RunNotFound(run_id)
+        return RunRecord(
+            run_id=row.run_id,
+            process=row.process,
+            status=RunStatus(row.status),
+            attempt=int(row.attempt),
+            scheduled=row.scheduled,
+            params=dict(row.params or {}),
+            created=row.created,
+            ended=row.ended,
+            request_id=None if row.request_id is None else int(row.request_id),
+        )
+
     def run_process(self, run_id: str) -> str:
         with self._read() as conn:
             process = conn.execute(
@@ -324,118 +283,33 @@ class SqlStore:
         return str(process)
 
     def history(
-        self, process: str | None = None, *, since: datetime | None = None, limit: int | None = None
+        self,
+        process: str | None = None,
+        *,
+        since: datetime | None = None,
+        limit: int | None = None,
+        status: RunStatus | None = None,
     ) -> list[AttemptRecord]:
         with self._read() as conn:
-            return q.history(conn, process, since, limit)
+            return q.history(conn, process, since, limit, status)
+
+    def attempt_log(self, run_id: str, attempt: int | None = None) -> AttemptRecord:
+        with self._read() as conn:
+            found = q.attempt_log(conn, run_id, attempt)
+        if found is None:
+            if attempt is None:
+                raise RunNotFound(run_id)
+            self.run(run_id)  # RunNotFound for an unknown run
+            raise RunNotFound(f"{run_id} attempt {attempt}")
+        return found
+
+    def last_results(self) -> dict[str, Any]:
+        with self._read() as conn:
+            return q.last_results(conn)
 
     def load_histories(self, *, durations_kept: int = 20) -> dict[str, ProcessHistory]:
         with self._read() as conn:
             return q.load_histories(conn, durations_kept)
-
-    # -- per-process saved state and resets ---------------------------------------------------
-
-    def load_state(self, process: str) -> Any:
-        with self._read() as conn:
-            return conn.execute(
-                select(process_state.c.state).where(process_state.c.process == process)
-            ).scalar_one_or_none()
-
-    def load_states(self, processes: Sequence[str] | None = None) -> dict[str, Any]:
-        if processes is None:
-            every = select(process_state.c.process, process_state.c.state)
-            with self._read() as conn:
-                return {row.process: row.state for row in conn.execute(every)}
-        found: dict[str, Any] = dict.fromkeys(processes)
-        names = list(found)
-        with self._read() as conn:
-            for i in range(0, len(names), 500):
-                query = select(process_state.c.process, process_state.c.state).where(
-                    process_state.c.process.in_(names[i : i + 500])
-                )
-                found.update({row.process: row.state for row in conn.execute(query)})
-        return found
-
-    def save_state(self, process: str, state: Any) -> None:
-        value = json_roundtrip(state)
-        with self._write() as conn:
-            conn.execute(self._upsert(process_state, {"process": process}, {"state": value}))
-
-    def reset(self, process: str, *, at: datetime) -> None:
-        with self._write() as conn:
-            conn.execute(self._upsert(process_state, {"process": process}, {"reset_at": at}))
-
-    # -- operator requests --------------------------------------------------------------------
-
-    def add_request(
-        self,
-        kind: RequestKind,
-        *,
-        at: datetime,
-        process: str | None = None,
-        run_id: str | None = None,
-        params: Mapping[str, Any] | None = None,
-        force: bool = False,
-    ) -> int:
-        values = {
-            "kind": RequestKind(kind).value,
-            "process": process,
-            "run_id": run_id,
-            "params": json_roundtrip(dict(params or {})),
-            "force": force,
-            "created": at,
-        }
-        with self._write() as conn:
-            key = conn.execute(insert(requests).values(**values)).inserted_primary_key
-        assert key is not None
-        return int(key[0])
-
-    def pending_requests(self) -> list[Request]:
-        with self._read() as conn:
-            return q.pending_requests(conn)
-
-    def mark_handled(self, request_ids: Sequence[int], *, at: datetime) -> None:
-        if not request_ids:
-            return
-        with self._write() as conn:
-            conn.execute(
-                update(requests)
-                .where(requests.c.id.in_(list(request_ids)), requests.c.handled.is_(None))
-                .values(handled=at)
-            )
-
-    # -- decision log -------------------------------------------------------------------------
-
-    def log_decisions(self, decisions: Sequence[LoggedDecision]) -> None:
-        if not decisions:
-            return
-        rows = q.decision_rows(decisions)
-        with self._write() as conn:
-            conn.execute(insert(q.decisions), rows)
-
-    def decisions(self, process: str | None = None, *, limit: int = 50) -> list[LoggedDecision]:
-        with self._read() as conn:
-            return q.logged_decisions(conn, process, limit)
-
-    # -- statistics and retention ---------------------------------------------------------------
-
-    def stats(self, *, since: datetime, process: str | None = None) -> list[ProcessStats]:
-        with self._read() as conn:
-            return statistics.process_stats(conn, since=since, process=process)
-
-    def purge(
-        self, cutoffs: Cutoffs, *, counted: Collection[str] = (), dry_run: bool = False
-    ) -> Purged:
-        if dry_run:
-            with self._read() as conn:
-                return retention.purgeable(conn, cutoffs, counted=counted)
-        done = Purged()
-        while True:  # one short transaction per batch: the planner's own writes go in between
-            with self._write() as conn:
-                step = retention.purge_batch(conn, cutoffs, counted=counted)
-            done += step
-            if step.total == 0:
-                return done
 
     # -- leadership -----------------------------------------------------------------------------
 

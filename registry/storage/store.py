@@ -35,6 +35,7 @@ from registry.records import (
     ProcessHistory,
     Request,
     RequestKind,
+    RunRecord,
     Turn,
 )
 from registry.storage.retention import Cutoffs, Purged
@@ -55,8 +56,18 @@ def resolve_url(url: str | None = None) -> str:
 
 class Store(Protocol):
     # -- registry -------------------------------------------------------------------------------
-    def apply(self, registry: RegistryDef, *, now: datetime) -> ApplyResult:
-        """Replace the registry atomically; new processes remember ``now`` as first applied."""
+    def apply(
+        self, registry: RegistryDef, *, now: datetime, digest: str | None = None
+    ) -> ApplyResult:
+        """Replace the registry atomically; new processes remember ``now`` as first applied.
+        Rows that hold what they would be given are not written. ``digest``: the
+        ``registry.storage.digest.files_digest`` of the files ``registry`` comes from, kept in
+        the same transaction for ``unchanged_since_apply``."""
+        ...
+
+    def unchanged_since_apply(self, digest: str) -> bool:
+        """Whether the files of ``digest`` were the last applied, and the registry tables have
+        not changed since (then validating and applying them again would change nothing)."""
         ...
 
     def load_registry(self) -> tuple[RegistryDef, dict[str, datetime]]:
@@ -67,8 +78,18 @@ class Store(Protocol):
         """A number that grows whenever the registry tables change (cheap to call often)."""
         ...
 
-    def update_process(self, name: str, changes: Mapping[str, Any]) -> ProcessDef:
+    def update_processes(
+        self, names: Sequence[str], changes: Mapping[str, Any], *, as_text: bool = True
+    ) -> list[ProcessDef]:
+        """``update_process`` of several processes (a template's) in one transaction: all of
+        them change, or none does."""
+        ...
+
+    def update_process(
+        self, name: str, changes: Mapping[str, Any], *, as_text: bool = True
+    ) -> ProcessDef:
         """Change fields of one process (hold, release, ``planner set``); validated like YAML.
+        Strings are read as YAML text (``"200"`` is 200) unless ``as_text`` is false.
 
         Raises ``ProcessNotFound`` or ``DefinitionError``; nothing is written on error."""
         ...
@@ -122,6 +143,11 @@ class Store(Protocol):
         every process that has one if None."""
         ...
 
+    def write_partial_logs(self, logs: Mapping[tuple[str, int], str]) -> None:
+        """The logs of attempts still running, as far as they came: ``(run id, attempt)`` →
+        the text so far (attempts that ended are left as they are)."""
+        ...
+
     def pending_runs(self) -> list[tuple[str, int]]:
         """(run id, attempt) of the runs recorded ``pending`` (chained, not started)."""
         ...
@@ -135,14 +161,32 @@ class Store(Protocol):
         """Runs queued, running or retrying."""
         ...
 
+    def run(self, run_id: str) -> RunRecord:
+        """The run ``run_id`` (``RunNotFound`` if there is none)."""
+        ...
+
     def run_process(self, run_id: str) -> str:
         """The process of a run; raises ``RunNotFound``."""
         ...
 
     def history(
-        self, process: str | None = None, *, since: datetime | None = None, limit: int | None = None
+        self,
+        process: str | None = None,
+        *,
+        since: datetime | None = None,
+        limit: int | None = None,
+        status: RunStatus | None = None,
     ) -> list[AttemptRecord]:
-        """Attempts, newest first (by queued time), optionally of one process / since a time."""
+        """Attempts, newest first (by queued time), with their run's params and without their
+        logs; optionally of one process, since a time, ended in one status."""
+        ...
+
+    def attempt_log(self, run_id: str, attempt: int | None = None) -> AttemptRecord:
+        """One attempt (default: the latest) with its captured log; ``RunNotFound``."""
+        ...
+
+    def last_results(self) -> dict[str, Any]:
+        """Per process that ever succeeded, the JSON result of its latest success."""
         ...
 
     def load_histories(self, *, durations_kept: int = 20) -> dict[str, ProcessHistory]:
@@ -170,7 +214,17 @@ class Store(Protocol):
         run_id: str | None = None,
         params: Mapping[str, Any] | None = None,
         force: bool = False,
-    ) -> int: ...
+        due: datetime | None = None,
+        scheduled: datetime | None = None,
+    ) -> int:
+        """Record an operator's request made at ``at``; a trigger may be ``due`` later, and a
+        backfill's carries the fire time its run stands for (``scheduled``)."""
+        ...
+
+    def add_requests(self, requests: Sequence[Request]) -> list[int]:
+        """Several requests in one transaction (a backfill's), ids in order; their ``id``
+        fields are ignored."""
+        ...
 
     def pending_requests(self) -> list[Request]:
         """Requests not yet handled, oldest first."""

@@ -170,7 +170,7 @@ requests = Table(
     Column("force", Boolean, nullable=False, default=False),
     Column("created", UTCDateTime, nullable=False),
     Column("handled", UTCDateTime, nullable=True),
-    Column("at", UTCDateTime, nullable=True),  # a trigger for a later time (trigger --at)
+    Column("due", UTCDateTime, nullable=True),  # a trigger for a later time (trigger --at)
     Column("scheduled", UTCDateTime, nullable=True),  # a backfill's fire time (ctx.scheduled)
     Index("ix_requests_handled_id", "handled", "id"),
 )

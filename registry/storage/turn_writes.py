@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Text, and_, bindparam, delete, func, insert, select, update
 
 from registry.errors import IllegalTransition, RunNotFound
 from registry.lifecycle import RunStatus, check_transition
@@ -43,6 +43,8 @@ _ATTEMPT_FIELDS = (
     "error_message",
     "error_traceback",
     "result",
+    "result_json",
+    "log",
 )
 
 
@@ -50,8 +52,9 @@ _ATTEMPT_FIELDS = (
 _SELECT_RUNS = (
     select(runs).where(runs.c.run_id.in_(bindparam("ids", expanding=True))).with_for_update()
 )
+# an attempt's log (up to 1 MiB) is neither read nor written back unless the turn brings one
 _SELECT_CURRENT_ATTEMPTS = (
-    select(attempts)
+    select(*(c for c in attempts.c if c.name != "log"))
     .join(runs, and_(attempts.c.run_id == runs.c.run_id, attempts.c.attempt == runs.c.attempt))
     .where(runs.c.run_id.in_(bindparam("ids", expanding=True)))
 )
@@ -68,7 +71,12 @@ _UPDATE_ATTEMPTS = (
         attempts.c.run_id == bindparam("k_run_id"),
         attempts.c.attempt == bindparam("k_attempt"),
     )
-    .values({f: bindparam(f"v_{f}") for f in _ATTEMPT_FIELDS})
+    .values(
+        {
+            **{f: bindparam(f"v_{f}") for f in _ATTEMPT_FIELDS if f != "log"},
+            "log": func.coalesce(bindparam("v_log", type_=Text), attempts.c.log),
+        }
+    )
 )
 _DELETE_ATTEMPTS = delete(attempts).where(attempts.c.run_id.in_(bindparam("ids", expanding=True)))
 _DELETE_RUNS = delete(runs).where(runs.c.run_id.in_(bindparam("ids", expanding=True)))
@@ -213,6 +221,8 @@ def _ended(rows: _Rows, e: AttemptEnd) -> None:
         error_message=None if error is None else error.message,
         error_traceback=None if error is None else error.traceback,
         result=e.result,
+        result_json=e.result_json,
+        log=e.log,  # None keeps what the planner wrote while it ran (``write_partial_logs``)
     )
     if e.retry_at is not None:
         rows.set_run(run, status=RunStatus.RETRYING.value, retry_at=e.retry_at)

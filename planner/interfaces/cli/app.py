@@ -11,6 +11,7 @@ The command modules register on ``cli`` and take the ``Env`` with ``pass_env``; 
 opened on first use, and created if missing only by the commands that write a registry
 (``apply``, ``run``): the others say that there is no database, and create none. The wall
 clock is read here (``utcnow``), at the edge, and passed to the store and the core as ``now``.
+``-v`` shows the planner's own log records (``configure_logging``), its decision log among them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import errno
 import logging
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +33,17 @@ from registry.errors import PlannerError
 if TYPE_CHECKING:  # the store (SQLAlchemy, Alembic) is imported by the commands that open it
     from registry.storage.store import Store
 
-__all__ = ["Env", "InternalError", "PlannerGroup", "UserError", "cli", "main", "pass_env", "utcnow"]
+__all__ = [
+    "Env",
+    "InternalError",
+    "PlannerGroup",
+    "UserError",
+    "cli",
+    "configure_logging",
+    "main",
+    "pass_env",
+    "utcnow",
+]
 
 log = logging.getLogger("planner.interfaces.cli.app")
 
@@ -171,15 +182,41 @@ def cli(ctx: click.Context, url: str | None, verbose: int) -> None:
     """A dynamic planner for batch processes on Dask."""
     ctx.obj = Env(url=url, verbose=verbose)
     if verbose:
-        from rich.logging import RichHandler
-
         from registry.storage.store import resolve_url
 
-        handler = RichHandler(console=console(stderr=True), show_path=False)
-        logging.basicConfig(
-            level=logging.DEBUG if verbose > 1 else logging.INFO, handlers=[handler]
-        )
+        ctx.call_on_close(configure_logging(verbose))
         log.debug("database %s", resolve_url(url))
+
+
+#: the loggers ``-v`` shows: the planner's own (its decision log included)
+_OWN_LOGGERS = ("planner", "registry")
+
+
+def configure_logging(verbose: int) -> Callable[[], None]:
+    """``-v``: the planner's own records at INFO (``-vv``: DEBUG) on stderr, through rich, as
+    time, level and message; returns the function that undoes it.
+
+    The handler goes on the planner's loggers, not on the root logger: Dask gives its loggers a
+    handler and format of its own (``distributed.admin.log-format``) only when the root logger
+    has none, so a handler there would print Dask's records a second way (the doubled
+    ``INFO INFO:distributed…`` prefix). Dask's loggers keep their own format and levels."""
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=console(stderr=True), show_path=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))  # rich shows time and level
+    level = logging.DEBUG if verbose > 1 else logging.INFO
+    loggers = [logging.getLogger(name) for name in _OWN_LOGGERS]
+    before = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(level)
+        logger.addHandler(handler)
+
+    def undo() -> None:
+        for logger, old in zip(loggers, before, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(old)
+
+    return undo
 
 
 def main() -> None:

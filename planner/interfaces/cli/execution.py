@@ -1,11 +1,14 @@
 """``planner run``: apply FILES if given, then plan and execute on Dask until stopped.
 
 The command only wires things together: the live driver (``planner.live.runner.run_planner``) does
-the work; ``on_ready`` starts the planner page and the terminal status line once the cluster is
-up, and the summary names the error of every attempt that failed. A job that fails is not a CLI
-error: ``run`` reports it and exits 0; Ctrl-C exits 130. ``--adapt`` is for the in-process
-cluster only: it is refused with ``--scheduler`` (a remote cluster adapts by its own deployment)
-and with ``--workers`` (it sizes the cluster itself).
+the work; the HTTP API is served from the start (``serving.start_api_for``), standing by
+included; ``on_ready`` starts the planner page, the terminal status line and the API's metrics
+once the cluster is up (with ``-v``, the decision log too: ``planner.live.decision_log``). The
+summary at the end (``run_report``) is the store's record of the attempts this planner saw end, so
+it agrees with ``planner history``, and names the error of each that failed. A job that
+fails is not a CLI error: ``run`` reports it and exits 0; Ctrl-C exits 130. ``--adapt`` is for
+the in-process cluster only: it is refused with ``--scheduler`` (a remote cluster adapts by its
+own deployment) and with ``--workers`` (it sizes the cluster itself).
 """
 
 from __future__ import annotations
@@ -19,14 +22,21 @@ import click
 
 from planner.interfaces.cli.app import Env, cli, pass_env, utcnow
 from planner.interfaces.cli.params import ADAPT, DURATION
-from planner.interfaces.terminal import FAILED, apply_lines, live_display, run_summary_view, show
-from registry.records import ErrorInfo
+from planner.interfaces.cli.serving import api_address_option, start_api_for
+from planner.interfaces.terminal import (
+    FinishedAttempt,
+    RunReport,
+    live_display,
+    run_summary_view,
+    show,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from planner.live.cluster import Adapt, Connection
     from planner.live.loop import LiveDriver
+    from planner.live.recording import Summary
     from registry.storage.store import Store
 
 __all__ = ["run"]
@@ -66,6 +76,7 @@ __all__ = ["run"]
     show_default=True,
     help="Port of the planner page when it cannot live in the Dask dashboard (remote scheduler).",
 )
+@api_address_option
 @click.option(
     "--allow-reruns",
     is_flag=True,
@@ -98,6 +109,7 @@ def run(
     adapt: Adapt | None,
     dashboard_address: str,
     page_port: int,
+    api_address: str | None,
     allow_reruns: bool,
     lease_timeout: timedelta,
     db_outage_limit: timedelta,
@@ -113,11 +125,11 @@ def run(
     if adapt is not None and workers:
         raise click.UsageError("--adapt sizes the in-process cluster itself: drop --workers")
     store = env.store(create=True)
-    if files:
-        from registry.definitions.loader import load_files
+    if files:  # validated and applied unless they are the files last applied, unchanged
+        from planner.interfaces.cli.definitions import apply_files
 
-        for line in apply_lines(store.apply(load_files(files), now=utcnow())):
-            click.echo(line)
+        apply_files(store, files, revalidate=False)
+    api = start_api_for(env, api_address)  # served while standing by too; stops with the command
 
     def on_ready(driver: LiveDriver, conn: Connection) -> Callable[[], None]:
         from planner.interfaces.page import serve
@@ -126,8 +138,14 @@ def run(
         page = serve(driver, conn, port=page_port)
         click.echo(f"planner page: {page.url}")
         stop_display = live_display(driver)  # a no-op unless stdout is a terminal
+        if env.verbose:  # the decision log: a line per start, and why the best waiting one waits
+            from planner.live.decision_log import DecisionLog
+
+            driver.listeners.append(DecisionLog().on_step)
+        detach_metrics = api.metrics.attach(driver)  # this planner leads now: planner_leader 1
 
         def cleanup() -> None:
+            detach_metrics()
             stop_display()
             page.close()
 
@@ -157,19 +175,37 @@ def run(
         raise SystemExit(130) from None
     if summary.stopped_by == "signal":
         click.echo("stopped: runs in flight were cancelled or left to the next planner", err=True)
-    failed = [(p, r, a) for p, r, a, status, _ in summary.runs if status in FAILED]
-    errors = _errors_of(store, failed, since=began)
-    show(run_summary_view(summary.runs, summary.started, errors, summary.ahead))
+    show(run_summary_view(run_report(store, summary, since=began)))
 
 
-def _errors_of(
-    store: Store, failed: Sequence[tuple[str, str, int]], *, since: datetime
-) -> dict[tuple[str, int], ErrorInfo]:
-    """The recorded error of each failed (process, run id, attempt) queued since ``since``."""
-    wanted = {(run_id, attempt) for _, run_id, attempt in failed}
-    return {
-        (a.run_id, a.attempt): a.error
-        for process in sorted({p for p, _, _ in failed})
-        for a in store.history(process, since=since)
-        if (a.run_id, a.attempt) in wanted and a.error is not None
+def run_report(store: Store, summary: Summary, *, since: datetime) -> RunReport:
+    """The attempts ``summary`` saw end, as the store recorded them (what ``history`` shows):
+    those queued since ``since`` (when this planner began) and those it took over from an
+    earlier planner. An attempt the store does not have ended (its end could not be written)
+    keeps what the driver saw."""
+    ended = {(run_id, attempt) for _, run_id, attempt, _, _ in summary.runs}
+    earliest = min([since, *summary.inherited.values()])
+    recorded = {
+        (a.run_id, a.attempt): a
+        for a in store.history(since=earliest)
+        if (a.run_id, a.attempt) in ended and a.status.terminal
     }
+    attempts: dict[tuple[str, int], FinishedAttempt] = {}
+    for process, run_id, attempt, status, duration in summary.runs:
+        key = (run_id, attempt)
+        record = recorded.get(key)
+        attempts[key] = FinishedAttempt(
+            process=process,
+            run_id=run_id,
+            attempt=attempt,
+            status=record.status.value if record else status,
+            duration_s=record.duration_s if record else duration,
+            error=record.error if record else None,
+            inherited=key in summary.inherited,
+        )
+    return RunReport(
+        attempts=tuple(attempts.values()),
+        started=summary.started,
+        ahead=summary.ahead,
+        retries_cancelled=tuple(sorted(run_id for run_id, _ in summary.retries_cancelled)),
+    )

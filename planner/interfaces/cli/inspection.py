@@ -2,21 +2,19 @@
 ``status``, ``history``.
 
 ``plan`` and ``explain`` build the core from the database as a planner starting at ``--at`` would
-(``_dry_run_core``), requests not yet picked up included, so what they show is what ``run`` would
-do; ``simulate`` runs the same core over FILES on a virtual clock, without Dask or a database.
-``status`` and ``history`` only read the store.
+(``planner.interfaces.dry_run``), requests not yet picked up included, so what they show is what
+``run`` would do; ``simulate`` runs the same core over FILES on a virtual clock, without Dask or
+a database. ``status`` and ``history`` only read the store.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import click
-import yaml
 
 from planner.interfaces.cli.app import Env, cli, pass_env, utcnow
 from planner.interfaces.cli.params import (
@@ -27,7 +25,10 @@ from planner.interfaces.cli.params import (
     require,
     resolve,
     timezone_of,
+    wide_option,
 )
+from planner.interfaces.cli.simulation_files import read_conditions, read_outcomes
+from planner.interfaces.dry_run import dry_run_core as _dry_run_core
 from planner.interfaces.terminal import (
     FAILED,
     PLAN_WAITS_SHOWN,
@@ -46,56 +47,16 @@ from planner.interfaces.terminal import (
     status_json,
     status_view,
 )
-from registry.definitions.durations import parse_duration
-from registry.errors import ProcessNotFound
 from registry.lifecycle import RunStatus
 from registry.records import RequestKind
 
 if TYPE_CHECKING:
-    from planner.core.planner import Planner
-    from planner.simulation.simulate import Outcome
-    from registry.model import RegistryDef
-    from registry.storage.store import Store
+    pass
 
 __all__ = ["explain", "history", "plan", "simulate", "status"]
 
 
-_SIMULATED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMED_OUT)
 _STATUS_WINDOW = timedelta(days=1)  # ``planner status`` lists failed attempts of the last day
-
-
-def _dry_run_core(
-    store: Store,
-    registry: RegistryDef,
-    applied: Mapping[str, datetime],
-    at: datetime,
-    slots: int | None,
-) -> Planner:
-    """The core built from the database state, as a planner starting at ``at`` would see it."""
-    from planner.core.events import ProcessReset, TriggerRequested
-    from planner.core.planner import Planner
-
-    core = Planner(
-        registry,
-        now=at,
-        applied_at=applied,
-        histories=store.load_histories(),
-        slots=slots,
-        threads=os.cpu_count(),  # slots: --slots, else the registry's, else this machine's threads
-    )
-    # requests a running planner has not picked up yet are part of the state it will act on
-    pending: list[TriggerRequested | ProcessReset] = []
-    for req in store.pending_requests():
-        if req.kind is RequestKind.TRIGGER and req.process:
-            pending.append(
-                TriggerRequested(
-                    process=req.process, at=req.created, params=dict(req.params), force=req.force
-                )
-            )
-        elif req.kind is RequestKind.RESET and req.process:
-            pending.append(ProcessReset(process=req.process, at=req.created))
-    core.observe(at, *pending)
-    return core
 
 
 # -- planning -----------------------------------------------------------------------------------
@@ -111,8 +72,11 @@ def _dry_run_core(
     help=f"List every waiting process (the table shows the first {PLAN_WAITS_SHOWN}).",
 )
 @format_option
+@wide_option
 @pass_env
-def plan(env: Env, at: datetime | None, slots: int | None, show_all: bool, fmt: str) -> None:
+def plan(
+    env: Env, at: datetime | None, slots: int | None, show_all: bool, fmt: str, wide: bool
+) -> None:
     """One dry-run tick from the database state: start or wait, with reasons.
 
     The table lists every start and the first waiting processes, then counts the others by
@@ -125,7 +89,8 @@ def plan(env: Env, at: datetime | None, slots: int | None, show_all: bool, fmt: 
     if fmt == "json":
         emit_json(plan_json(when, decisions, tz))
     else:
-        show(plan_table(when, decisions, tz, waits=None if show_all else PLAN_WAITS_SHOWN))
+        waits = None if show_all else PLAN_WAITS_SHOWN
+        show(plan_table(when, decisions, tz, waits=waits, now=utcnow(), wide=wide), wide=wide)
 
 
 @cli.command()
@@ -139,14 +104,23 @@ def plan(env: Env, at: datetime | None, slots: int | None, show_all: bool, fmt: 
     type=click.Path(dir_okay=False),
     help="YAML/JSON: process -> duration, or {duration, status: failed|succeeded|timed_out}.",
 )
+@click.option(
+    "--conditions",
+    "conditions_file",
+    type=click.Path(dir_okay=False),
+    help="YAML/JSON: process -> the time its condition becomes true [default: always true].",
+)
 @format_option
+@wide_option
 def simulate(
     files: Sequence[str],
     slots: int | None,
     start: datetime | None,
     span: timedelta,
     durations_file: str | None,
+    conditions_file: str | None,
     fmt: str,
+    wide: bool,
 ) -> None:
     """Run the planner over FILES on a virtual clock (no Dask, no database)."""
     from planner.simulation.simulate import simulate as run_simulation
@@ -155,64 +129,29 @@ def simulate(
     registry = load_files(files)
     tz = timezone_of(registry)
     begin = resolve(start, tz, utcnow().replace(second=0, microsecond=0))
-    outcomes = _read_outcomes(durations_file, registry) if durations_file else None
+    outcomes = read_outcomes(durations_file, registry) if durations_file else None
+    conditions = read_conditions(conditions_file, registry, tz) if conditions_file else None
     sim = run_simulation(
         registry,
         start=begin,
         until=begin + span,
         slots=slots or registry.slots or os.cpu_count() or 1,
         outcomes=outcomes,
+        conditions=conditions,
     )
     if fmt == "json":
         emit_json(simulation_json(sim, tz))
     else:
-        show(simulation_view(sim, tz))
-
-
-def _read_outcomes(path: str, registry: RegistryDef) -> dict[str, Outcome]:
-    """``--durations``: process -> duration, or -> {duration, status} (duration optional)."""
-    from planner.simulation.simulate import DEFAULT_DURATION, Outcome
-
-    def bad(message: str) -> NoReturn:
-        raise click.BadParameter(message, param_hint="--durations")
-
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        bad(f"cannot read {path}: {exc}")
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        bad(f"{path} must map process names to durations")
-    outcomes: dict[str, Outcome] = {}
-    for name, spec in data.items():
-        definition = registry.processes.get(str(name))
-        if definition is None:
-            bad(f"{path}: {ProcessNotFound(str(name))}")
-        fields = spec if isinstance(spec, dict) else {"duration": spec}
-        if set(fields) - {"duration", "status"}:
-            bad(f"{path}: {name}: only 'duration' and 'status' are allowed")
-        status = str(fields.get("status", "succeeded"))
-        if status not in _SIMULATED_STATUSES:
-            bad(f"{path}: {name}: status must be one of {', '.join(_SIMULATED_STATUSES)}")
-        try:
-            duration = (
-                parse_duration(fields["duration"])
-                if "duration" in fields
-                else definition.expected_duration or DEFAULT_DURATION
-            )
-        except ValueError as exc:
-            bad(f"{path}: {name}: {exc}")
-        outcomes[str(name)] = Outcome(duration=duration, status=RunStatus(status))
-    return outcomes
+        show(simulation_view(sim, tz, now=utcnow(), wide=wide), wide=wide)
 
 
 @cli.command()
 @click.argument("process")
 @click.option("--at", "at", type=TIME, help="ISO-8601 time (naive: registry timezone) or now.")
 @format_option
+@wide_option
 @pass_env
-def explain(env: Env, process: str, at: datetime | None, fmt: str) -> None:
+def explain(env: Env, process: str, at: datetime | None, fmt: str, wide: bool) -> None:
     """Why PROCESS is or is not running, and when it next could."""
     store = env.store()
     registry, applied = store.load_registry()
@@ -225,7 +164,8 @@ def explain(env: Env, process: str, at: datetime | None, fmt: str) -> None:
     if fmt == "json":
         emit_json(explanation_json(explanation, decisions, attempts, tz))
     else:
-        show(explanation_view(explanation, decisions, attempts, tz))
+        view = explanation_view(explanation, decisions, attempts, tz, now=utcnow(), wide=wide)
+        show(view, wide=wide)
 
 
 # -- watching -----------------------------------------------------------------------------------
@@ -233,8 +173,9 @@ def explain(env: Env, process: str, at: datetime | None, fmt: str) -> None:
 
 @cli.command()
 @format_option
+@wide_option
 @pass_env
-def status(env: Env, fmt: str) -> None:
+def status(env: Env, fmt: str, wide: bool) -> None:
     """Registry summary, runs in flight and recent failures."""
     store = env.store()
     registry, _ = store.load_registry()
@@ -252,23 +193,41 @@ def status(env: Env, fmt: str) -> None:
     if fmt == "json":
         emit_json(status_json(registry, active, failures, tz, planners=planners))
     else:
-        show(status_view(registry, active, failures, tz, failures_since=since, planners=planners))
+        view = status_view(
+            registry,
+            active,
+            failures,
+            tz,
+            failures_since=since,
+            planners=planners,
+            now=utcnow(),
+            wide=wide,
+        )
+        show(view, wide=wide)
 
 
 @cli.command()
 @click.argument("process", required=False)
 @click.option("--since", type=SINCE, help="A duration back from now (1d) or an ISO-8601 time.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in RunStatus]),
+    help="Only attempts in this status (failed: the dead-letter list for `planner retry`).",
+)
 @format_option
+@wide_option
 @pass_env
 def history(
     env: Env,
     process: str | None,
     since: timedelta | datetime | None,
     limit: int,
+    status: str | None,
     fmt: str,
+    wide: bool,
 ) -> None:
-    """Past attempts, newest first (one entry per attempt)."""
+    """Past attempts, newest first (one entry per attempt); the JSON says if --limit cut it."""
     store = env.store()
     registry, _ = store.load_registry()
     tz = timezone_of(registry)
@@ -276,12 +235,17 @@ def history(
     start = now - since if isinstance(since, timedelta) else None
     if isinstance(since, datetime):
         start = resolve(since, tz, now)
-    attempts = store.history(process, since=start, limit=limit)
+    wanted = RunStatus(status) if status else None
+    attempts = store.history(process, since=start, limit=limit + 1, status=wanted)
+    more = len(attempts) > limit
+    attempts = attempts[:limit]
     if process is not None and not attempts:
         require(registry, process)  # a removed process with history still shows it
     if fmt == "json":
-        emit_json(history_json(attempts, tz))
+        emit_json(history_json(attempts, tz, more=more))
     elif attempts:
-        show(attempts_table(attempts, tz))
+        show(attempts_table(attempts, tz, now=now, wide=wide), wide=wide)
+        if more:
+            click.echo(f"(the {limit} newest shown; --limit for more)")
     else:
         click.echo("no runs")

@@ -20,6 +20,7 @@ from planner.interfaces.cli.params import (
     require,
     resolve,
     timezone_of,
+    wide_option,
 )
 from planner.interfaces.terminal.figures import purge_lines, stats_json, stats_table
 from planner.interfaces.terminal.style import emit_json, show
@@ -37,8 +38,11 @@ STATS_WINDOW = timedelta(days=7)
     help="A duration back from now (30d) or an ISO-8601 time; default: the last 7 days.",
 )
 @format_option
+@wide_option
 @pass_env
-def stats(env: Env, process: str | None, since: timedelta | datetime | None, fmt: str) -> None:
+def stats(
+    env: Env, process: str | None, since: timedelta | datetime | None, fmt: str, wide: bool
+) -> None:
     """Per process: runs, outcomes, success rate, duration p50/p90 and lateness p90."""
     store = env.store()
     registry, _ = store.load_registry()
@@ -54,7 +58,7 @@ def stats(env: Env, process: str | None, since: timedelta | datetime | None, fmt
     if fmt == "json":
         emit_json(stats_json(figures, start, tz))
     elif figures:
-        show(stats_table(figures, start, tz))
+        show(stats_table(figures, start, tz, now=utcnow(), wide=wide), wide=wide)
     else:
         click.echo("no runs in the window")
 

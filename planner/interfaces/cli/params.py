@@ -1,7 +1,8 @@
 """The command line's parameter types and how their values are read against a registry.
 
 ``TIME`` takes ISO-8601 or ``now``; a naive time is in the registry's timezone, so it is resolved
-(``resolve``) only once the registry is loaded. ``ADAPT`` takes ``MIN:MAX`` workers
+(``resolve``) only once the registry is loaded. ``--wide`` (``wide_option``) keeps every column of
+a table on a narrow terminal. ``ADAPT`` takes ``MIN:MAX`` workers
 (``planner.live.cluster.Adapt``). Bad values are click usage errors, which ``PlannerGroup`` turns
 into exit code 1.
 """
@@ -28,6 +29,7 @@ __all__ = [
     "require",
     "resolve",
     "timezone_of",
+    "wide_option",
 ]
 
 _FORMATS = click.Choice(["table", "json"])
@@ -127,6 +129,15 @@ def format_option(f: Any) -> Any:
         default="table",
         show_default=True,
         help="Human table or JSON document.",
+    )(f)
+
+
+def wide_option(f: Any) -> Any:
+    """``--wide``: every column of the tables (at 80 columns the least important are left out)."""
+    return click.option(
+        "--wide",
+        is_flag=True,
+        help="Every column, times in full (a narrow terminal leaves some columns out).",
     )(f)
 
 

@@ -5,10 +5,12 @@ the cluster is in-process, on a port of its own otherwise — and returns its UR
 
 ``columns``  snapshot → column data: the pure functions behind every table and figure;
 ``page``     ``PlannerPage``, the Bokeh document of one browser tab;
-``server``   mounting or serving the page, and pushing snapshots to open tabs (``PageHub``).
+``server``   mounting or serving the page, and pushing snapshots to open tabs (``PageHub``);
+``watch``    ``StoreWatch``: the picture of ``planner serve``, which plans nothing, from the store.
 
-May import: ``planner.live`` (the driver it shows), ``planner.core`` and ``registry``; not the
-command line or the terminal rendering.
+May import: ``planner.live`` (the driver it shows), ``planner.interfaces.dry_run`` (the core as
+read from the store), ``planner.core`` and ``registry``; not the command line or the terminal
+rendering.
 """
 
 from __future__ import annotations

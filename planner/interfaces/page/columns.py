@@ -2,16 +2,22 @@
 
 Every function here is pure (``summary_html``, ``queue_columns``, ``gantt_columns``,
 ``dag_layout``…), so what the page shows is tested without a browser; ``PlannerPage`` only
-assigns the results to its ``ColumnDataSource``s. Times are shown in UTC, and Bokeh's datetime
-unit is milliseconds since the epoch (``epoch_ms``).
+assigns the results to its ``ColumnDataSource``s.
+
+All times are in one zone, the registry's (the snapshot's ``timezone``), which the page names in
+its headers (``zone_label``). Bokeh's datetime unit is milliseconds since the epoch, and BokehJS
+writes a datetime axis in UTC: so the Gantt's bars are placed at the registry zone's wall-clock
+time read as UTC (``wall_ms``), and its axis shows the registry's clock.
 """
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import networkx as nx
 
@@ -33,6 +39,9 @@ __all__ = [
     "running_columns",
     "slot_counts",
     "summary_html",
+    "wall_ms",
+    "zone_label",
+    "zone_of",
 ]
 
 Columns = dict[str, list[Any]]
@@ -69,8 +78,27 @@ def epoch_ms(t: datetime) -> float:
     return t.timestamp() * 1000.0
 
 
-def _clock(t: datetime | None) -> str:
-    return "" if t is None else t.astimezone(UTC).strftime("%H:%M:%S")
+def zone_of(snap: Snapshot) -> tzinfo:
+    """The registry's timezone, in which the page writes every time (UTC if unknown)."""
+    try:
+        return ZoneInfo(str(snap.get("timezone") or "UTC"))
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+def zone_label(snap: Snapshot) -> str:
+    """The zone's name for the headers: ``Europe/Madrid``, ``UTC``."""
+    return str(getattr(zone_of(snap), "key", None) or "UTC")
+
+
+def wall_ms(t: datetime, tz: tzinfo) -> float:
+    """``t`` on a Bokeh datetime axis that shows ``tz``'s clock: its wall-clock time in ``tz``,
+    as if that were UTC, in milliseconds since the epoch."""
+    return epoch_ms(t.astimezone(tz).replace(tzinfo=UTC))
+
+
+def _clock(t: datetime | None, tz: tzinfo) -> str:
+    return "" if t is None else t.astimezone(tz).strftime("%H:%M:%S")
 
 
 def _elapsed(seconds: float | None) -> str:
@@ -118,7 +146,8 @@ def summary_html(snap: Snapshot) -> str:
         '<div class="planner-summary" style="font-size:14px;line-height:1.6">'
         f'<div><span style="font-size:18px;font-weight:600">Slots: {used} in use, {free} free'
         f" of {total}</span> {boxes}</div>"
-        f"<div>{' · '.join(parts)} · updated {_clock(snap['at'])} UTC</div>"
+        f"<div>{' · '.join(parts)} · updated {_clock(snap['at'], zone_of(snap))}"
+        f" {html.escape(zone_label(snap))}</div>"
         "</div>"
     )
 
@@ -156,6 +185,7 @@ def queue_columns(snap: Snapshot) -> Columns:
 
 def running_columns(snap: Snapshot) -> Columns:
     now: datetime = snap["at"]
+    tz = zone_of(snap)
     cols: Columns = {
         "process": [],
         "run_id": [],
@@ -172,15 +202,16 @@ def running_columns(snap: Snapshot) -> Columns:
         cols["attempt"].append(r["attempt"])
         status = r["status"]
         cols["status"].append(
-            f"retrying at {_clock(retry_at)}" if status == "retrying" and retry_at else status
+            f"retrying at {_clock(retry_at, tz)}" if status == "retrying" and retry_at else status
         )
-        cols["since"].append(_clock(r["started"]))
+        cols["since"].append(_clock(r["started"], tz))
         cols["elapsed"].append(_elapsed((now - r["started"]).total_seconds()))
         cols["colour"].append(RUN_COLOURS.get(status, _UNKNOWN_COLOUR))
     return cols
 
 
 def failure_columns(snap: Snapshot) -> Columns:
+    tz = zone_of(snap)
     cols: Columns = {
         "process": [],
         "run_id": [],
@@ -195,7 +226,7 @@ def failure_columns(snap: Snapshot) -> Columns:
         cols["run_id"].append(f["run_id"])
         cols["attempt"].append(f["attempt"])
         cols["status"].append(f["status"])
-        cols["at"].append(_clock(f["at"]))
+        cols["at"].append(_clock(f["at"], tz))
         cols["error"].append(f.get("error") or "")
         cols["colour"].append(RUN_COLOURS.get(f["status"], _UNKNOWN_COLOUR))
     return cols
@@ -205,8 +236,10 @@ def gantt_columns(snap: Snapshot) -> tuple[Columns, list[str]]:
     """Bars for runs in flight (ending now) and recent attempts, and the process rows top-down.
 
     A running bar starts when the attempt was decided; a finished one spans its duration on the
-    worker, ending when the planner recorded it."""
+    worker, ending when the planner recorded it. ``start`` and ``end`` are ``wall_ms``: the
+    registry zone's clock on the axis."""
     now: datetime = snap["at"]
+    tz = zone_of(snap)
     bars: list[tuple[str, str, int, str, datetime, datetime]] = []
     for f in snap["recent"]:
         end: datetime = f["at"]
@@ -238,8 +271,8 @@ def gantt_columns(snap: Snapshot) -> tuple[Columns, list[str]]:
         cols["run_id"].append(run_id)
         cols["attempt"].append(attempt)
         cols["status"].append(status)
-        cols["start"].append(epoch_ms(start))
-        cols["end"].append(epoch_ms(end))
+        cols["start"].append(wall_ms(start, tz))
+        cols["end"].append(wall_ms(end, tz))
         cols["colour"].append(RUN_COLOURS.get(status, _UNKNOWN_COLOUR))
         cols["duration"].append(_elapsed((end - start).total_seconds()))
     return cols, rows
@@ -294,12 +327,14 @@ def dag_columns(
 #: The snapshot of a planner that has not reported yet: what a new page starts from.
 EMPTY: Snapshot = {
     "at": datetime.fromtimestamp(0, UTC),
+    "timezone": "UTC",
     "slots": 0,
     "in_flight": 0,
     "running": [],
     "queue": [],
     "recent": [],
     "failures": [],
+    "stats": [],
     "nodes": [],
     "edges": [],
 }

@@ -5,7 +5,9 @@ from one ``LiveDriver.snapshot()``. Everything that turns a snapshot into column
 function of the snapshot (``planner.interfaces.page.columns``), so it is tested without a browser;
 the page itself only assigns the results, and only when they changed.
 
-Times are shown in UTC (the Gantt's axis and the tables agree).
+Every time is in the registry's zone, named in the headers that show times (the Gantt's axis and
+the tables agree; ``columns.zone_of``). A cell too narrow for its text ends in an ellipsis and
+shows the whole text on hover (its ``title``), through ``hover_cell``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from bokeh.models import (
     HoverTool,
 )
 from bokeh.models.annotations import LabelSet, Span
-from bokeh.models.widgets import DataTable, Div, StringFormatter, TableColumn
+from bokeh.models.widgets import DataTable, Div, HTMLTemplateFormatter, TableColumn
 from bokeh.plotting import figure
 
 from planner.interfaces.page.columns import (
@@ -37,15 +39,40 @@ from planner.interfaces.page.columns import (
     Snapshot,
     dag_columns,
     dag_layout,
-    epoch_ms,
     failure_columns,
     gantt_columns,
     queue_columns,
     running_columns,
     summary_html,
+    wall_ms,
+    zone_label,
+    zone_of,
 )
+from planner.interfaces.page.history_columns import log_html, recent_columns, stats_columns
 
-__all__ = ["PlannerPage"]
+__all__ = ["PlannerPage", "hover_cell"]
+
+_SHOW_LOG_JS = """
+const i = source.selected.indices.length ? source.selected.indices[0] : 0;
+const d = source.data;
+if (!d.run_id.length) { return; }
+const esc = (t) => String(t).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+log.text = "<b>log of " + esc(d.run_id[i]) + ", attempt " + d.attempt[i] + "</b> (its end; " +
+  "<code>planner logs " + esc(d.run_id[i]) + "</code> has it all)" +
+  '<pre style="max-height:260px;overflow:auto;background:#f6f6f6;padding:6px;' +
+  'white-space:pre-wrap">' + esc(d.log[i] || "(nothing logged)") + "</pre>";
+"""
+
+
+def hover_cell(*, coloured: bool = False) -> str:
+    """The template of a cell: one line, cut with an ellipsis when too narrow, its whole text
+    on hover (``title``); ``coloured`` in the row's ``colour`` (a status). ``<%- %>`` escapes the
+    value — an error message may hold ``<``, ``&`` or quotes — in the text and in the title."""
+    colour = ";color:<%- colour %>;font-weight:bold" if coloured else ""
+    return (
+        '<span title="<%- value %>" style="display:block;overflow:hidden;'
+        f'text-overflow:ellipsis;white-space:nowrap{colour}"><%- value %></span>'
+    )
 
 
 def _legend_html(title: str, colours: Mapping[str, str]) -> str:
@@ -70,9 +97,7 @@ def _table(
             field=f,
             title=title,
             width=width,
-            formatter=StringFormatter(text_color="colour", font_style="bold")
-            if f == coloured
-            else StringFormatter(),
+            formatter=HTMLTemplateFormatter(template=hover_cell(coloured=f == coloured)),
         )
         for f, title, width in fields
     ]
@@ -102,6 +127,9 @@ class PlannerPage:
         self.running = ColumnDataSource(running_columns(EMPTY), name="running-source")
         self.queue = ColumnDataSource(queue_columns(EMPTY), name="queue-source")
         self.failures = ColumnDataSource(failure_columns(EMPTY), name="failures-source")
+        self.recent = ColumnDataSource(recent_columns(EMPTY), name="recent-source")
+        self.stats = ColumnDataSource(stats_columns(EMPTY), name="stats-source")
+        self.log = Div(text=log_html(recent_columns(EMPTY)), name="attempt-log")
         gantt, _ = gantt_columns(EMPTY)
         self.gantt = ColumnDataSource(gantt, name="gantt-source")
         self.dag_nodes = ColumnDataSource(
@@ -123,7 +151,7 @@ class PlannerPage:
                 ("run_id", "run", 140),
                 ("attempt", "attempt", 60),
                 ("status", "status", 130),
-                ("since", "decided (UTC)", 110),
+                ("since", "decided (UTC)", 150),
                 ("elapsed", "elapsed", 70),
             ],
             name="running-table",
@@ -148,13 +176,61 @@ class PlannerPage:
                 ("run_id", "run", 130),
                 ("attempt", "attempt", 60),
                 ("status", "status", 80),
-                ("at", "ended (UTC)", 90),
+                ("at", "ended (UTC)", 130),
                 ("error", "error", 400),
             ],
             name="failures-table",
             height=260,
             coloured="status",
         )
+
+        recent_table = _table(
+            self.recent,
+            [
+                ("process", "process", 140),
+                ("run_id", "run", 130),
+                ("attempt", "attempt", 60),
+                ("status", "status", 80),
+                ("at", "ended (UTC)", 100),
+                ("took", "took", 60),
+                ("error", "error", 300),
+            ],
+            name="recent-table",
+            height=260,
+            coloured="status",
+        )
+        # the selected attempt's log, from the table's own data: no round trip to the server
+        self.recent.selected.js_on_change(
+            "indices",
+            CustomJS(
+                args={"source": self.recent, "log": self.log},
+                code=_SHOW_LOG_JS,
+            ),
+        )
+        stats_table = _table(
+            self.stats,
+            [
+                ("process", "process", 160),
+                ("runs", "runs", 50),
+                ("succeeded", "ok", 50),
+                ("failed", "failed", 50),
+                ("timed_out", "timed out", 70),
+                ("cancelled", "cancelled", 70),
+                ("success", "success", 70),
+                ("p50", "p50", 60),
+                ("p90", "p90", 60),
+                ("late", "late p90", 70),
+            ],
+            name="stats-table",
+            height=220,
+        )
+
+        #: (table, field, title): the columns of times, their header naming the zone
+        self._timed = [
+            (running_table, "since", "decided"),
+            (failures_table, "at", "ended"),
+            (recent_table, "at", "ended"),
+        ]
 
         def heading(text: str) -> Div:
             return Div(text=f'<h3 style="margin:8px 0 2px 0">{html.escape(text)}</h3>')
@@ -179,6 +255,17 @@ class PlannerPage:
                     column(heading("Recent failures"), failures_table, sizing_mode="stretch_width"),
                     sizing_mode="stretch_width",
                 ),
+                row(
+                    column(
+                        heading("Recent attempts (select one for its log)"),
+                        recent_table,
+                        sizing_mode="stretch_width",
+                    ),
+                    column(heading("Log"), self.log, sizing_mode="stretch_width"),
+                    sizing_mode="stretch_width",
+                ),
+                heading("Statistics (runs of the last 7 days)"),
+                stats_table,
                 heading("Processes"),
                 Div(text=_legend_html("state", STATE_COLOURS)),
                 self.dag_note,
@@ -187,6 +274,14 @@ class PlannerPage:
                 name="planner-page",
             )
         )
+
+    def _label_zone(self, zone: str) -> None:
+        """Name the registry's zone in the headers of the columns that hold times."""
+        for table, field, title in self._timed:
+            for col in table.columns:
+                if col.field == field:
+                    _assign(col, "title", f"{title} ({zone})")
+        _assign(self.gantt_figure.xaxis[0], "axis_label", f"time ({zone})")
 
     def _gantt_figure(self) -> Any:
         fig = figure(
@@ -220,7 +315,7 @@ class PlannerPage:
         fig.xaxis.formatter = DatetimeTickFormatter(
             seconds="%H:%M:%S", minsec="%H:%M:%S", minutes="%H:%M", hours="%H:%M"
         )
-        fig.xaxis.axis_label = "UTC"
+        fig.xaxis.axis_label = "UTC"  # the registry's zone, once a snapshot names it
         fig.ygrid.grid_line_color = None
         self.now_line = Span(
             location=0, dimension="height", line_color="#444444", line_dash="dashed"
@@ -275,17 +370,24 @@ class PlannerPage:
     # -- updating ---------------------------------------------------------------------------------
 
     def update(self, snap: Snapshot) -> None:
+        self._label_zone(zone_label(snap))
         _assign(self.summary, "text", summary_html(snap))
         _replace(self.running, running_columns(snap))
         _replace(self.queue, queue_columns(snap))
         _replace(self.failures, failure_columns(snap))
+        recent = recent_columns(snap)
+        if dict(self.recent.data) != recent:
+            self.recent.data = recent
+            self.recent.selected.indices = []  # the rows moved: show the newest again
+            _assign(self.log, "text", log_html(recent))
+        _replace(self.stats, stats_columns(snap))
 
         gantt, rows = gantt_columns(snap)
         _replace(self.gantt, gantt)
         factors = list(reversed(rows))  # earliest on top
         _assign(self.gantt_figure.y_range, "factors", factors)
         _assign(self.gantt_figure, "height", min(max(60 + 26 * len(rows), 200), 640))
-        _assign(self.now_line, "location", epoch_ms(snap["at"]))
+        _assign(self.now_line, "location", wall_ms(snap["at"], zone_of(snap)))
 
         shown = [n["process"] for n in snap["nodes"][:MAX_DAG_NODES]]
         key = (frozenset(shown), frozenset((a, b) for a, b in snap["edges"]))

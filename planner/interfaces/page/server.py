@@ -23,7 +23,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from bokeh.application import Application
@@ -43,7 +43,15 @@ if TYPE_CHECKING:
     from planner.live.cluster import Connection
     from planner.live.loop import LiveDriver
 
-__all__ = ["PAGE_PATH", "Dashboard", "PageHub", "serve", "start_dashboard"]
+__all__ = [
+    "PAGE_PATH",
+    "Dashboard",
+    "PageHub",
+    "Watched",
+    "serve",
+    "serve_alone",
+    "start_dashboard",
+]
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +88,19 @@ class _Session:
             self.page.update(snap)
 
 
+class Watched(Protocol):
+    """What the page reads of a planner: the live driver, or ``planner serve``'s ``StoreWatch``
+    (``planner.interfaces.page.watch``). Listeners are called as ``listener(watched, step)``."""
+
+    listeners: list[Any]
+
+    def snapshot(self, *, limit: int = 500) -> dict[str, Any]: ...
+
+
 class PageHub:
     """Fans planner events out to the open pages, throttled to one snapshot per ``min_interval``."""
 
-    def __init__(self, driver: LiveDriver, *, min_interval: float = 0.25) -> None:
+    def __init__(self, driver: Watched, *, min_interval: float = 0.25) -> None:
         self.driver = driver
         self.min_interval = min_interval
         self._sessions: set[_Session] = set()
@@ -110,7 +127,7 @@ class PageHub:
         with self._lock:
             return len(self._sessions)
 
-    def on_step(self, driver: LiveDriver, step: Step) -> None:
+    def on_step(self, driver: LiveDriver | Watched, step: Step | None) -> None:
         """The driver's listener, on the planner's thread: mark dirty, nothing more."""
         self._dirty.set()
 
@@ -207,6 +224,23 @@ def serve(
     except BaseException:
         hub.close()
         raise
+
+
+def serve_alone(
+    watched: Watched,
+    *,
+    port: int = DEFAULT_PORT,
+    address: str = "127.0.0.1",
+    min_interval: float = 0.25,
+) -> Dashboard:
+    """Serve the page on a port of its own, for a planner without a cluster (``planner serve``)."""
+    hub = PageHub(watched, min_interval=min_interval).start()
+    try:
+        url, stop = _serve_alone(hub, address=address, port=port)
+    except BaseException:
+        hub.close()
+        raise
+    return Dashboard(url=url, mounted=False, hub=hub, _stop=stop)
 
 
 def _local_scheduler(connection: Connection) -> Any | None:

@@ -91,11 +91,16 @@ def attempt_json(a: AttemptRecord, tz: tzinfo) -> dict[str, Any]:
         "duration_s": a.duration_s,
         "worker": a.worker,
         "error": _error_json(a.error),
+        "params": dict(a.params),
+        "result": a.result_document,
     }
 
 
-def history_json(attempts: Sequence[AttemptRecord], tz: tzinfo) -> dict[str, Any]:
-    return {"runs": [attempt_json(a, tz) for a in attempts]}
+def history_json(
+    attempts: Sequence[AttemptRecord], tz: tzinfo, *, more: bool = False
+) -> dict[str, Any]:
+    """The ``history`` document; ``more``: the limit cut the list."""
+    return {"runs": [attempt_json(a, tz) for a in attempts], "more": more}
 
 
 def _active_json(r: ActiveRun, tz: tzinfo) -> dict[str, Any]:

@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from datetime import datetime, tzinfo
 from typing import Any
 
-from rich.table import Table
-
-from planner.interfaces.terminal.style import add_row, iso, new_table, seconds_text, when_text
+from planner.interfaces.terminal.fit import Col, FitTable
+from planner.interfaces.terminal.style import Times, iso, seconds_text
 from registry.storage.retention import Purged
 from registry.storage.statistics import ProcessStats
 
@@ -27,24 +26,35 @@ def _rate(value: float | None) -> str:
     return "" if value is None else f"{value:.0%}"
 
 
-def stats_table(figures: Sequence[ProcessStats], since: datetime, tz: tzinfo) -> Table:
-    """One row per process; the counts first, so a narrow terminal drops the figures last."""
-    table = new_table(
-        f"runs created since {when_text(since, tz)}",
-        "process",
-        "runs",
-        "ok",
-        "failed",
-        "timed out",
-        "cancelled",
-        "success",
-        "p50",
-        "p90",
-        "late p90",
+def stats_table(
+    figures: Sequence[ProcessStats],
+    since: datetime,
+    tz: tzinfo,
+    *,
+    now: datetime | None = None,
+    wide: bool = False,
+) -> FitTable:
+    """One row per process; on a narrow terminal the figures go before the counts (lateness,
+    then p50, then the rarer outcomes), ``wide`` keeps them all."""
+    times = Times(tz, now, wide)
+    table = FitTable(
+        [
+            Col("process"),
+            Col("runs"),
+            Col("ok", keep=90),
+            Col("failed", keep=90),
+            Col("timed out", keep=50),
+            Col("cancelled", keep=40),
+            Col("success", keep=80),
+            Col("p50", keep=30),
+            Col("p90", keep=60),
+            Col("late p90", keep=20),
+        ],
+        title=f"runs created since {times(since)} {times.zone}",
+        wide=wide,
     )
     for f in figures:
-        add_row(
-            table,
+        table.add_row(
             f.process,
             str(f.runs),
             str(f.succeeded),

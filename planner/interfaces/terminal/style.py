@@ -3,7 +3,7 @@
 Table cells are ``Text`` objects, never markup strings, so a ``[`` in an error message or a
 detail prints as it is. When stdout is not a terminal, rich drops colour by itself; we also widen
 the console so piped tables are not folded to 80 columns. Times in tables are in the registry's
-timezone, to the second.
+timezone: compact in tables (``Times``), in full elsewhere (``when_text``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import math
 import os
 import sys
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 from typing import Any
 
@@ -26,17 +27,20 @@ from registry.lifecycle import RunStatus
 
 __all__ = [
     "FAILED",
+    "Times",
     "add_row",
     "console",
     "emit_json",
     "iso",
     "new_table",
+    "plural",
     "reasons_text",
     "seconds_text",
     "show",
     "status_text",
     "value_text",
     "when_text",
+    "zone_name",
 ]
 
 #: Terminal statuses a user must hear about.
@@ -70,10 +74,11 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
-def show(*renderables: RenderableType, stderr: bool = False) -> None:
+def show(*renderables: RenderableType, stderr: bool = False, wide: bool = False) -> None:
+    """Print; ``wide`` (``--wide``) prints lines longer than the terminal uncropped."""
     out = console(stderr=stderr)
     for item in renderables:
-        out.print(item)
+        out.print(item, crop=not wide)
 
 
 def emit_json(document: Any) -> None:
@@ -88,8 +93,47 @@ def iso(value: datetime | None, tz: tzinfo) -> str | None:
 
 
 def when_text(value: datetime | None, tz: tzinfo) -> str:
-    """A time for a table: seconds precision, in the registry's timezone."""
+    """A time in full: seconds precision, with the offset of the registry's timezone."""
     return "" if value is None else value.astimezone(tz).isoformat(sep=" ", timespec="seconds")
+
+
+def zone_name(tz: tzinfo) -> str:
+    """How a header names the registry's timezone: its IANA key (``Europe/Madrid``, ``UTC``)."""
+    return str(getattr(tz, "key", None) or tz)
+
+
+@dataclass(frozen=True, slots=True)
+class Times:
+    """How a view writes times: in the registry's zone ``tz`` (named once, in a header), to the
+    second today and to the minute on other days — ``03:00:12``, ``12-01 03:00``, and
+    ``2025-12-01 03:00`` in another year — "today" being that of ``now``. ``wide``, or no
+    ``now`` to compare with, writes every time in full (``2026-12-01 03:00:12``)."""
+
+    tz: tzinfo
+    now: datetime | None = None
+    wide: bool = False
+
+    def __call__(self, value: datetime | None) -> str:
+        if value is None:
+            return ""
+        local = value.astimezone(self.tz)
+        if self.wide or self.now is None:
+            return local.strftime("%Y-%m-%d %H:%M:%S")
+        today = self.now.astimezone(self.tz).date()
+        if local.date() == today:
+            return local.strftime("%H:%M:%S")
+        if local.year == today.year:
+            return local.strftime("%m-%d %H:%M")
+        return local.strftime("%Y-%m-%d %H:%M")
+
+    @property
+    def zone(self) -> str:
+        return zone_name(self.tz)
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """``1 attempt``, ``2 attempts`` (``many`` when adding an s will not do: ``1 process``)."""
+    return f"{n:,} {one if n == 1 else many or one + 's'}"
 
 
 def seconds_text(value: float | None) -> str:

@@ -3,36 +3,39 @@
 Each function is pure: records of the core and the store in, a rich renderable or lines of text
 out; ``planner.interfaces.cli`` prints them. ``status_view`` is drawn from ``status_json``, so the
 table and the document never disagree.
+
+Tables fit the terminal (``fit.FitTable``): at 80 columns the least important columns go first
+(the worker, the scheduled time, the end…), ``wide`` keeps them all. Times are the registry's,
+compact against ``now`` (``style.Times``), and each view names the zone once, in its first line
+or the table's caption.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, tzinfo
 from typing import Any
 
-from rich.console import Group, RenderableType
-from rich.table import Table
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.text import Text
 
 from planner.core.events import Decision, Explanation
 from planner.interfaces.terminal.documents import status_json
+from planner.interfaces.terminal.fit import Col, FitTable
 from planner.interfaces.terminal.style import (
-    FAILED,
-    add_row,
-    new_table,
+    Times,
+    plural,
     reasons_text,
     seconds_text,
     status_text,
-    when_text,
 )
 from planner.simulation.simulate import Simulation
 from registry.definitions.durations import format_duration
 from registry.lifecycle import RunStatus
 from registry.model import RegistryDef
-from registry.records import ActiveRun, ApplyResult, AttemptRecord, ErrorInfo, LoggedDecision
+from registry.records import ActiveRun, ApplyResult, AttemptRecord, LoggedDecision
 
 __all__ = [
     "PLAN_WAITS_SHOWN",
@@ -41,7 +44,6 @@ __all__ = [
     "explanation_view",
     "gantt",
     "plan_table",
-    "run_summary_view",
     "simulation_view",
     "status_view",
 ]
@@ -77,17 +79,20 @@ def plan_table(
     tz: tzinfo,
     *,
     waits: int | None = PLAN_WAITS_SHOWN,
+    now: datetime | None = None,
+    wide: bool = False,
 ) -> RenderableType:
     """Every start, then the first ``waits`` waiting processes in the planner's order (the best
     candidates held back by capacity first), and a count of the others by their first reason;
     ``waits=None`` lists them all. A registry of 20,000 processes is a screen, not 20,000 rows:
     the JSON document (``plan_json``) is the complete one."""
+    times = Times(tz, now, wide)
     starts = sum(d.decision == "start" for d in decisions)
-    table = new_table(
-        f"plan at {when_text(at, tz)}: {starts} to start, {len(decisions) - starts} waiting",
-        "process",
-        "decision",
-        "reasons",
+    table = FitTable(
+        [Col("process"), Col("decision"), Col("reasons", text=True)],
+        title=f"plan at {times(at)} {times.zone}: {starts:,} to start, "
+        f"{len(decisions) - starts:,} waiting",
+        wide=wide,
     )
     hidden: Counter[str] = Counter()
     shown_waits = 0
@@ -98,7 +103,7 @@ def plan_table(
                 continue
             shown_waits += 1
         style = "bold green" if d.decision == "start" else ""
-        add_row(table, d.process, Text(d.decision, style=style), reasons_text(d.reasons))
+        table.add_row(d.process, Text(d.decision, style=style), reasons_text(d.reasons))
     if not hidden:
         return table
     counts = ", ".join(f"{code} {n:,}" for code, n in hidden.most_common())
@@ -115,40 +120,67 @@ def plan_table(
 # -- simulate -----------------------------------------------------------------------------------
 
 
-def simulation_view(sim: Simulation, tz: tzinfo, *, width: int = 60) -> Group:
+def simulation_view(
+    sim: Simulation,
+    tz: tzinfo,
+    *,
+    width: int = 60,
+    now: datetime | None = None,
+    wide: bool = False,
+) -> Group:
+    """The simulated runs, a tally, and a text Gantt at most ``width`` characters wide (less on
+    a narrower terminal)."""
+    times = Times(tz, now, wide)
     runs = sorted(sim.runs, key=lambda r: (r.start, r.process, r.attempt))
-    table = new_table(
-        f"simulation {when_text(sim.start, tz)} → {when_text(sim.end, tz)}, {sim.slots} slots",
-        "process",
-        "run id",
-        "attempt",
-        "start",
-        "end",
-        "duration",
-        "status",
+    table = FitTable(
+        [
+            Col("process"),
+            Col("run id", keep=20),
+            Col("attempt", keep=10),
+            Col("start", keep=90),
+            Col("end", keep=40),
+            Col("duration", keep=60),
+            Col("status"),
+        ],
+        title=f"simulation {times(sim.start)} → {times(sim.end)} {times.zone}, "
+        f"{plural(sim.slots, 'slot')}",
+        wide=wide,
     )
     for r in runs:
-        add_row(
-            table,
+        table.add_row(
             r.process,
             r.run_id,
             str(r.attempt),
-            when_text(r.start, tz),
-            when_text(r.end, tz),
+            times(r.start),
+            times(r.end),
             seconds_text((r.end - r.start).total_seconds()),
             status_text(r.status.value),
         )
     counts = Counter(r.status.value for r in runs)
-    tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no runs"
-    footer = Text(f"{len(runs)} runs ({tally}); makespan {format_duration(sim.makespan)}")
-    return Group(table, footer, Text(""), Text(gantt(sim, tz, width=width)))
+    tally = ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items())) or "no runs"
+    footer = Text(f"{plural(len(runs), 'run')} ({tally}); makespan {format_duration(sim.makespan)}")
+    return Group(table, footer, Text(""), _Gantt(sim, times, width))
 
 
-def gantt(sim: Simulation, tz: tzinfo, *, width: int = 60) -> str:
+class _Gantt:
+    """``gantt`` drawn as wide as the terminal allows, up to its ``width``."""
+
+    def __init__(self, sim: Simulation, times: Times, width: int) -> None:
+        self.sim, self.times, self.width = sim, times, width
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        pad = max((len(r.process) for r in self.sim.runs), default=0)
+        room = max(options.max_width - pad - 3, 10)
+        chart = gantt(self.sim, self.times.tz, width=min(self.width, room), times=self.times)
+        yield Text(chart, no_wrap=True, overflow="crop")
+
+
+def gantt(sim: Simulation, tz: tzinfo, *, width: int = 60, times: Times | None = None) -> str:
     """A crude text Gantt chart: one row per process, ``#`` succeeded, ``x`` failed, ``>`` running
     at the end of the simulation; the axis spans from the start to the last run's end."""
     if not sim.runs:
         return "(no runs)"
+    when = times or Times(tz)
     t0 = sim.start
     t1 = min(max(r.end for r in sim.runs), sim.end) if sim.end > t0 else t0
     span = max((t1 - t0).total_seconds(), 1e-9)
@@ -171,7 +203,7 @@ def gantt(sim: Simulation, tz: tzinfo, *, width: int = 60) -> str:
             rows[r.process][col] = mark
     pad = max(len(name) for name in order)
     lines = [f"{name.ljust(pad)} |{''.join(cells)}|" for name, cells in rows.items()]
-    left, right = when_text(t0, tz), when_text(t1, tz)
+    left, right = when(t0), when(t1)
     axis = f"{' ' * pad}  {left}{right.rjust(max(width - len(left), len(right) + 1))}"
     return "\n".join([*lines, axis])
 
@@ -184,26 +216,37 @@ def explanation_view(
     decisions: Sequence[LoggedDecision],
     attempts: Sequence[AttemptRecord],
     tz: tzinfo,
+    *,
+    now: datetime | None = None,
+    wide: bool = False,
 ) -> Group:
+    times = Times(tz, now, wide)
     style = {"start": "bold green", "running": "cyan"}.get(ex.decision, "bold yellow")
     head = Text.assemble(
-        (ex.process, "bold"), f" at {when_text(ex.at, tz)}: ", (ex.decision, style)
+        (ex.process, "bold"), f" at {times(ex.at)} {times.zone}: ", (ex.decision, style)
     )
     lines: list[RenderableType] = [head]
     lines += [Text(f"  - {reason}") for reason in ex.reasons]
     if ex.running:
         lines.append(Text(f"running: {', '.join(ex.running)}"))
     if ex.next_possible is not None:
-        lines.append(Text(f"earliest start by time rules: {when_text(ex.next_possible, tz)}"))
+        lines.append(Text(f"earliest start by time rules: {times(ex.next_possible)}"))
     lines.append(Text(f"waits for: {ex.blocked_until}"))
     if decisions:
-        table = new_table("recent decisions", "at", "decision", "reasons")
+        table = FitTable(
+            [Col("at"), Col("decision"), Col("reasons", text=True)],
+            title="recent decisions",
+            wide=wide,
+        )
         for d in decisions:
             reasons = [f"{c}: {t}" if t else c for c, t in d.reasons]
-            add_row(table, when_text(d.at, tz), d.decision, "; ".join(reasons))
+            table.add_row(times(d.at), d.decision, "; ".join(reasons))
         lines += [Text(""), table]
     if attempts:
-        lines += [Text(""), attempts_table(attempts, tz, title="recent attempts")]
+        recent = attempts_table(
+            attempts, tz, title="recent attempts", now=now, wide=wide, label_zone=False
+        )
+        lines += [Text(""), recent]
     return Group(*lines)
 
 
@@ -211,32 +254,45 @@ def explanation_view(
 
 
 def attempts_table(
-    attempts: Sequence[AttemptRecord], tz: tzinfo, *, title: str | None = None
-) -> Table:
-    table = new_table(
-        title,
-        "process",
-        "run id",
-        "attempt",
-        "status",
-        "scheduled",
-        "start",
-        "end",
-        "duration",
-        "worker",
-        "error",
+    attempts: Sequence[AttemptRecord],
+    tz: tzinfo,
+    *,
+    title: str | None = None,
+    now: datetime | None = None,
+    wide: bool = False,
+    label_zone: bool = True,
+) -> FitTable:
+    """One row per attempt. On a narrow terminal the worker goes first, then the scheduled and
+    end times, the attempt number, the duration, the process (the run id names it too)…
+    ``label_zone``: name the zone in the caption (not when the view named it already)."""
+    times = Times(tz, now, wide)
+    table = FitTable(
+        [
+            Col("process", keep=55),
+            Col("run id"),
+            Col("attempt", keep=30),
+            Col("status"),
+            Col("scheduled", keep=10),
+            Col("start", keep=70),
+            Col("end", keep=20),
+            Col("duration", keep=50),
+            Col("worker", keep=5),
+            Col("error", keep=80, text=True),
+        ],
+        title=title,
+        caption=f"times in {times.zone}" if label_zone else None,
+        wide=wide,
     )
     for a in attempts:
         error = f"{a.error.type}: {a.error.message}" if a.error else ""
-        add_row(
-            table,
+        table.add_row(
             a.process,
             a.run_id,
             str(a.attempt),
             status_text(a.status.value),
-            when_text(a.scheduled, tz),
-            when_text(a.start, tz),
-            when_text(a.end, tz),
+            times(a.scheduled),
+            times(a.start),
+            times(a.end),
             seconds_text(a.duration_s),
             a.worker or "",
             error,
@@ -252,11 +308,15 @@ def status_view(
     *,
     failures_since: datetime,
     planners: dict[str, Any] | None = None,
+    now: datetime | None = None,
+    wide: bool = False,
 ) -> Group:
+    times = Times(tz, now, wide)
     doc = status_json(registry, active, failures, tz, planners=planners)
     slots = registry.slots if registry.slots is not None else "cluster threads"
+    count = plural(doc["processes"], "process", "processes")
     lines: list[RenderableType] = [
-        Text(f"{doc['processes']} processes, slots: {slots}, timezone {registry.timezone}"),
+        Text(f"{count}, slots: {slots}, timezone {registry.timezone} (times below in it)"),
         Text(f"held: {', '.join(doc['held']) or '-'}"),
         Text(f"disabled: {', '.join(doc['disabled']) or '-'}"),
     ]
@@ -265,84 +325,71 @@ def status_view(
     for problem in doc["problems"]:
         lines.append(Text(f"registry problem: {problem}", style="bold red"))
     if planners is not None:
-        lines.extend(_planner_lines(planners, bool(active)))
+        lines.extend(_planner_lines(planners, bool(active), times))
     lines.append(Text(""))
     if active:
-        table = new_table(
-            f"{len(active)} runs in flight",
-            "process",
-            "run id",
-            "attempt",
-            "status",
-            "scheduled",
-            "queued",
-            "retry at",
+        table = FitTable(
+            [
+                Col("process", keep=55),
+                Col("run id"),
+                Col("attempt", keep=30),
+                Col("status"),
+                Col("scheduled", keep=10),
+                Col("queued", keep=60),
+                Col("retry at", keep=40),
+            ],
+            title=f"{plural(len(active), 'run')} in flight",
+            wide=wide,
         )
         for r in active:
-            add_row(
-                table,
+            table.add_row(
                 r.process,
                 r.run_id,
                 str(r.attempt),
                 status_text(r.status.value),
-                when_text(r.scheduled, tz),
-                when_text(r.started, tz),
-                when_text(r.retry_at, tz),
+                times(r.scheduled),
+                times(r.started),
+                times(r.retry_at),
             )
         lines.append(table)
     else:
         lines.append(Text("no runs in flight"))
     lines.append(Text(""))
     if failures:
-        title = f"failed attempts since {when_text(failures_since, tz)}"
-        lines.append(attempts_table(failures, tz, title=title))
+        title = f"failed attempts since {times(failures_since)}"
+        lines.append(
+            attempts_table(failures, tz, title=title, now=now, wide=wide, label_zone=False)
+        )
     else:
-        lines.append(Text(f"no failed attempts since {when_text(failures_since, tz)}"))
+        lines.append(Text(f"no failed attempts since {times(failures_since)}"))
     return Group(*lines)
 
 
-# -- run ----------------------------------------------------------------------------------------
-
-
-def run_summary_view(
-    runs: Sequence[tuple[str, str, int, str, float | None]],
-    started: int,
-    errors: Mapping[tuple[str, int], ErrorInfo],
-    ahead: int = 0,
-) -> Group:
-    """``runs``: (process, run id, attempt, status, duration in seconds) of finished attempts;
-    ``ahead``: how many of the ``started`` were chained (handed to Dask before their ancestor
-    ended)."""
-    table = new_table("finished attempts", "process", "run id", "attempt", "status", "duration")
-    for process, run_id, attempt, status, duration in runs:
-        add_row(table, process, run_id, str(attempt), status_text(status), seconds_text(duration))
-    counts = Counter(status for *_, status, _ in runs)
-    tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none finished"
-    lines: list[RenderableType] = [table] if runs else []
-    chained = f" ({ahead} chained ahead)" if ahead else ""
-    lines.append(Text(f"{started} attempts started{chained}; {tally}"))
-    failed = [r for r in runs if r[3] in FAILED]
-    if failed:
-        lines.append(Text(f"{len(failed)} attempts failed:", style="bold red"))
-        for process, run_id, attempt, status, _ in failed:
-            error = errors.get((run_id, attempt))
-            why = f": {error.type}: {error.message}" if error else ""
-            lines.append(Text(f"  {process} {run_id} attempt {attempt} {status}{why}"))
-    return Group(*lines)
-
-
-def _planner_lines(planners: dict[str, Any], runs_in_flight: bool) -> list[RenderableType]:
+def _planner_lines(
+    planners: dict[str, Any], runs_in_flight: bool, times: Times
+) -> list[RenderableType]:
     """Who plans: the lease holder and standbys, or that no planner is alive."""
+
+    def at(iso_text: str | None) -> str:
+        return times(datetime.fromisoformat(iso_text)) if iso_text else "-"
+
     out: list[RenderableType] = []
     leader = planners["leader"]
     if leader is not None:
         who = f"{leader['host']}:{leader['pid']}" if leader["host"] else leader["instance"]
         out.append(
-            Text(f"planner: {who}, leading since {leader['since']}, renewed {leader['renewed']}")
+            Text(
+                f"planner: {who}, leading since {at(leader['since'])}, "
+                f"renewed {at(leader['renewed'])}"
+            )
         )
     else:
         last = planners["last_seen"]
-        seen = f"; last planner seen {last['host']}:{last['pid']} at {last['seen']}" if last else ""
+        seen = (
+            f"; last planner seen {last['host']}:{last['pid']} at {at(last['seen'])}"
+            if last
+            else ""
+        )
         out.append(Text(f"planner: none alive{seen}", style="bold yellow"))
         if runs_in_flight:
             out.append(
@@ -359,7 +406,8 @@ def _planner_lines(planners: dict[str, Any], runs_in_flight: bool) -> list[Rende
         out.append(
             Text(
                 f"pending trigger #{trigger['request']}: {trigger['process']} "
-                f"(requested {trigger['requested']}{forced}): `planner explain` says why it waits"
+                f"(requested {at(trigger['requested'])}{forced}): `planner explain` says why "
+                "it waits"
             )
         )
     return out

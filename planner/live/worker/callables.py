@@ -26,6 +26,7 @@ from planner.live.worker.outcome import (
     JobContext,
     JobSpec,
     error_from_exception,
+    json_result,
     summary,
     tail_lines,
 )
@@ -78,6 +79,7 @@ def execute_callable(
                 process=spec.process,
                 state=spec.state,
                 params=dict(spec.params),
+                ancestors=dict(spec.ancestors),
                 cancelled=attempt.cancelled,
             )
     except Exception as exc:
@@ -188,8 +190,9 @@ def _success(value: Any) -> AttemptResult:
             result=summary(rest) if rest else None,
             state_changed=True,
             new_state=new_state,
+            result_json=json_result(rest) if rest else None,
         )
-    return AttemptResult(RunStatus.SUCCEEDED, result=summary(value))
+    return AttemptResult(RunStatus.SUCCEEDED, result=summary(value), result_json=json_result(value))
 
 
 def _has_parameter(func: Callable[..., Any], name: str) -> bool:

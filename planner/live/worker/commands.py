@@ -1,27 +1,32 @@
 """Running ``command:`` jobs on the worker: a subprocess in its own session and process group.
 
-stdout/stderr are drained by reader threads into bounded tails. On exit, timeout, cancel or
-failure the attempt's processes — its group and every descendant carrying its marker, see
-``planner.live.worker.guardian`` — are terminated (SIGTERM, then SIGKILL after a grace period), so
-a command's children do not outlive the attempt; the worker's guardian does the same if the worker
-process dies first. See ``planner.live.worker.execute`` for the whole contract.
+stdout/stderr are drained by reader threads into bounded tails and into the attempt's log. On
+exit, timeout, cancel or failure the attempt's processes — its group and every descendant
+carrying its marker, see ``planner.live.worker.guardian`` — are terminated (SIGTERM, then SIGKILL
+after a grace period), so a command's children do not outlive the attempt; the worker's guardian
+does the same if the worker process dies first. See ``planner.live.worker.execute`` for the
+whole contract.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import IO
 
 from planner.live.worker.attempts import Attempt
 from planner.live.worker.guardian import MARKER_VAR, kill_attempt
+from planner.live.worker.logs import AttemptLog
 from planner.live.worker.outcome import (
     RESULT_MAX_CHARS,
     AttemptResult,
@@ -32,6 +37,8 @@ from planner.live.worker.outcome import (
 from registry.lifecycle import RunStatus
 from registry.records import ErrorInfo
 
+#: the environment variable naming the JSON file of the ancestors' results (``ctx.ancestors``)
+ANCESTORS_VAR = "PLANNER_ANCESTORS_FILE"
 OUTPUT_TAIL_BYTES = 64 * 1024  # bytes of stdout and of stderr kept per command
 _READER_JOIN_S = 5.0  # how long to wait for output readers once the process group is gone
 
@@ -76,23 +83,52 @@ class _Tail:
         return data[-self._limit :].decode("utf-8", errors="replace")
 
 
-def _drain(stream: IO[bytes], tail: _Tail) -> None:
+def _drain(stream: IO[bytes], tail: _Tail, log: AttemptLog | None) -> None:
     fd = stream.fileno()
     try:
         while chunk := os.read(fd, 65536):
             tail.write(chunk)
+            if log is not None:  # the attempt's log: both streams, in the order they came
+                log.write(chunk)
     except OSError:
         pass
     finally:
         stream.close()
 
 
-def execute_command(spec: JobSpec, attempt: Attempt) -> AttemptResult:
+def execute_command(
+    spec: JobSpec, attempt: Attempt, log: AttemptLog | None = None
+) -> AttemptResult:
+    env = command_environment(spec)
+    env[MARKER_VAR] = attempt.marker  # inherited by descendants, even in sessions of their own
+    with _ancestors_file(spec) as path:
+        if path is not None:
+            env[ANCESTORS_VAR] = path
+        return _run(spec, attempt, log, env)
+
+
+@contextmanager
+def _ancestors_file(spec: JobSpec) -> Iterator[str | None]:
+    """The ancestors' results as a JSON file for the command (removed when it ends)."""
+    if not spec.ancestors:
+        yield None
+        return
+    handle, path = tempfile.mkstemp(prefix=f"planner-{spec.run_id}-", suffix=".ancestors.json")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(spec.ancestors, out)
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _run(
+    spec: JobSpec, attempt: Attempt, log: AttemptLog | None, env: dict[str, str]
+) -> AttemptResult:
     command = spec.command
     shell = isinstance(command, str)
     args: str | list[str] = command if isinstance(command, str) else list(command or ())
-    env = command_environment(spec)
-    env[MARKER_VAR] = attempt.marker  # inherited by descendants, even in sessions of their own
     since = time.time()
     try:
         proc = subprocess.Popen(
@@ -112,8 +148,8 @@ def execute_command(spec: JobSpec, attempt: Attempt) -> AttemptResult:
     assert proc.stdout is not None and proc.stderr is not None
     out, err = _Tail(), _Tail()
     readers = [
-        threading.Thread(target=_drain, args=(proc.stdout, out), daemon=True),
-        threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True),
+        threading.Thread(target=_drain, args=(proc.stdout, out, log), daemon=True),
+        threading.Thread(target=_drain, args=(proc.stderr, err, log), daemon=True),
     ]
     for reader in readers:
         reader.start()

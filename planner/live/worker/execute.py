@@ -66,12 +66,14 @@ Hooks
 ``process``, ``run_id``, ``attempt``, ``status``, ``error`` that it accepts (all of them if it
 takes ``**kwargs``). A failing hook is logged and otherwise ignored: it never changes a run's
 status. ``execute`` calls ``on_success`` after a successful attempt and ``on_failure`` after a
-failed or timed-out attempt when ``spec.final_attempt`` says no retry follows; the planner calls
-``on_cancel`` itself through ``run_hook``.
+failed or timed-out attempt when no retry follows — ``spec.final_attempt``, or the verdict of
+``retry_on``/``on_error`` (``planner.live.worker.retry_decision``) on an attempt with retries
+left; the planner calls ``on_cancel`` itself through ``run_hook``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import socket
@@ -79,7 +81,9 @@ from collections.abc import Callable
 
 from planner.live.worker.attempts import running
 from planner.live.worker.callables import execute_callable, import_target, run_hook
+from planner.live.worker.capture import capturing
 from planner.live.worker.commands import command_environment, execute_command
+from planner.live.worker.logs import AttemptLog, Sink, publishing
 from planner.live.worker.outcome import (
     AttemptResult,
     JobContext,
@@ -90,8 +94,11 @@ from planner.live.worker.outcome import (
     clip,
     utcnow,
 )
+from planner.live.worker.retry_decision import Verdict, decide
 from registry.lifecycle import RunStatus
 from registry.records import ErrorInfo
+
+_RETRYABLE = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT})
 
 __all__ = [
     "JobContext",
@@ -111,18 +118,26 @@ def execute(
     *,
     key: str | None = None,
     on_overdue: Callable[[], None] | None = None,
+    on_log: Sink | None = None,
 ) -> JobOutcome:
     """Run one attempt and report how it went. Never raises for a failure of the job itself.
 
     ``key`` names the attempt for ``cancel_attempt`` (the Dask key; a private one by default);
-    ``on_overdue`` is called, on another thread, when a callable's timeout passes.
+    ``on_overdue`` is called, on another thread, when a callable's timeout passes; ``on_log``,
+    on another thread, with what the attempt's log gained (and how many bytes of it were left
+    out), about once a second while it runs.
     """
     start = utcnow()
     worker = worker_address()
     key = key if key is not None else f"{spec.run_id}-a{spec.attempt}-{secrets.token_hex(6)}"
-    with running(
-        key, run_id=spec.run_id, attempt=spec.attempt, kill_grace_s=spec.kill_grace_s
-    ) as attempt:
+    log = AttemptLog(spec.log_max_bytes)
+    with (
+        running(
+            key, run_id=spec.run_id, attempt=spec.attempt, kill_grace_s=spec.kill_grace_s
+        ) as attempt,
+        capturing(log),
+        publishing(log, on_log),
+    ):
         if attempt.cancel_reason is not None:  # cancelled before it reached this worker
             error = ErrorInfo(
                 type="Cancelled", message=f"{attempt.cancel_reason} before it started"
@@ -131,7 +146,7 @@ def execute(
         elif spec.run is not None:
             res = execute_callable(spec, spec.run, attempt, on_overdue)
         else:
-            res = execute_command(spec, attempt)
+            res = execute_command(spec, attempt, log)
     outcome = JobOutcome(
         status=res.status,
         start=start,
@@ -141,11 +156,16 @@ def execute(
         result=clip(res.result) if res.result is not None else None,
         state_changed=res.state_changed,
         new_state=res.new_state,
+        result_json=res.result_json,
+        log=log.text() or None,
     )
+    final = spec.final_attempt
+    if outcome.status in _RETRYABLE and not final:
+        outcome, final = _decided(spec, outcome)
     hook, event = None, ""
     if outcome.status is RunStatus.SUCCEEDED:
         hook, event = spec.hooks.on_success, "on_success"
-    elif spec.final_attempt and outcome.status is not RunStatus.CANCELLED:
+    elif final and outcome.status is not RunStatus.CANCELLED:
         hook, event = spec.hooks.on_failure, "on_failure"
     if hook is not None:
         run_hook(
@@ -159,6 +179,28 @@ def execute(
             cwd=spec.cwd,
         )
     return outcome
+
+
+def _decided(spec: JobSpec, outcome: JobOutcome) -> tuple[JobOutcome, bool]:
+    """A failure with retries left, after ``retry_on`` and ``on_error`` had their say: the
+    outcome the planner gets, and whether it is final (no retry follows)."""
+    verdict, why = decide(
+        retry_on=spec.retry_on,
+        on_error=spec.hooks.on_error,
+        process=spec.process,
+        run_id=spec.run_id,
+        attempt=spec.attempt,
+        status=outcome.status,
+        error=outcome.error,
+        cwd=spec.cwd,
+    )
+    if verdict is Verdict.RETRY:
+        return outcome, False
+    error = outcome.error or ErrorInfo(type=outcome.status.value, message="")
+    noted = dataclasses.replace(error, message=f"{error.message} [{why}; not retried]")
+    if verdict is Verdict.CANCEL:
+        return dataclasses.replace(outcome, status=RunStatus.CANCELLED, error=noted), True
+    return dataclasses.replace(outcome, error=noted, retry=False), True
 
 
 def worker_address() -> str:

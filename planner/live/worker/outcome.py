@@ -7,6 +7,7 @@ worker; callables and commands share them.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import traceback
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from planner.live.worker.logs import DEFAULT_LOG_MAX_BYTES, configured_log_max_bytes
 from registry.lifecycle import RunStatus
 from registry.records import ErrorInfo
 
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 # What an outcome carries is bounded here, on the worker, before it reaches the scheduler (its event
 # log, the task result) and the database: a job that raises a 50 MB message stores 8 KiB of it.
 RESULT_MAX_CHARS = 500  # JobOutcome.result is cut to this length
+RESULT_JSON_MAX_CHARS = 64 * 1024  # a larger JSON result is kept as its (cut) repr only
 TRACEBACK_LINES = 20  # lines of traceback / stderr kept in ErrorInfo.traceback …
 TRACEBACK_MAX_CHARS = 16 * 1024  # … and at most this many characters of their tail,
 LINE_MAX_CHARS = 2 * 1024  # … each line cut to this length (a 50 MB message leaves its frames)
@@ -38,6 +41,7 @@ class JobHooks:
     on_success: str | None = None
     on_failure: str | None = None
     on_cancel: str | None = None
+    on_error: str | None = None  # after a failed attempt with retries left: retry/fail/cancel
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,6 +64,13 @@ class JobSpec:
     cwd: str | None = field(default_factory=os.getcwd)
     env: Mapping[str, str] = field(default_factory=dict)  # extra environment for commands
     kill_grace_s: float = 3.0  # SIGTERM → SIGKILL delay for commands
+    retry_on: tuple[str, ...] = ()  # exception names worth retrying (``retry_decision``)
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES  # of the attempt's log, the last kept (``logs``)
+    #: for each ancestor, the JSON result of the success that made it fresh (``ctx.ancestors``)
+    ancestors: Mapping[str, Any] = field(default_factory=dict)
+    #: a chained attempt: the ancestor whose task's outcome it gets (its result joins
+    #: ``ancestors`` on the worker, the moment the ancestor ends)
+    chained_after: str | None = None
 
     def __post_init__(self) -> None:
         if (self.run is None) == (self.command is None):
@@ -69,6 +80,7 @@ class JobSpec:
         # plain containers, whatever the caller passed (mappingproxy does not pickle)
         object.__setattr__(self, "params", dict(self.params))
         object.__setattr__(self, "env", dict(self.env))
+        object.__setattr__(self, "ancestors", dict(self.ancestors))
         if self.command is not None and not isinstance(self.command, str):
             object.__setattr__(self, "command", tuple(self.command))
 
@@ -85,6 +97,7 @@ class JobSpec:
         final_attempt: bool = True,
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
+        ancestors: Mapping[str, Any] | None = None,
     ) -> JobSpec:
         """The spec of an attempt of ``process``; ``params`` (e.g. a trigger's) override its own."""
         return cls(
@@ -101,7 +114,11 @@ class JobSpec:
                 on_success=process.on_success,
                 on_failure=process.on_failure,
                 on_cancel=process.on_cancel,
+                on_error=process.on_error,
             ),
+            retry_on=tuple(process.retry_on),
+            log_max_bytes=configured_log_max_bytes(),
+            ancestors=dict(ancestors or {}),
             final_attempt=final_attempt,
             cwd=cwd if cwd is not None else os.getcwd(),
             env=dict(env or {}),
@@ -118,6 +135,9 @@ class JobContext:
     process: str
     state: Any
     params: Mapping[str, Any]
+    #: for each ancestor, the JSON result of its success that made this run's ancestors fresh
+    #: (``None`` for an ancestor whose result was not JSON, or that returned nothing)
+    ancestors: Mapping[str, Any] = field(default_factory=dict)
     #: set when the attempt is cancelled or its timeout passed: stop soon (the attempt, and its
     #: slot, stay busy until the callable returns)
     cancelled: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
@@ -136,6 +156,10 @@ class JobOutcome:
     #: when ``state_changed``, ``new_state`` replaces the process's saved state
     state_changed: bool = False
     new_state: Any = None
+    #: False when ``retry_on``/``on_error`` said this failure must not be retried
+    retry: bool = True
+    result_json: Any = None  # the returned value as JSON (bounded), when it is JSON
+    log: str | None = None  # the attempt's captured log (bounded)
 
     @property
     def duration_s(self) -> float:
@@ -149,6 +173,19 @@ class AttemptResult:
     result: str | None = None
     state_changed: bool = False
     new_state: Any = None
+    result_json: Any = None
+
+
+def json_result(value: Any, limit: int = RESULT_JSON_MAX_CHARS) -> Any:
+    """``value`` if it is JSON (finite numbers, string keys) within ``limit`` characters
+    encoded, else ``None`` (its repr is the result summary)."""
+    if value is None:
+        return None
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    return json.loads(text) if len(text) <= limit else None
 
 
 def summary(value: Any) -> str | None:
@@ -175,7 +212,23 @@ def error_from_exception(exc: BaseException) -> ErrorInfo:
         message = str(exc)
     except Exception as str_error:
         message = f"<str() of the exception failed: {str_error!r}>"
-    return bounded_error(ErrorInfo(type=type(exc).__name__, message=message, traceback=tb))
+    error = ErrorInfo(
+        type=type(exc).__name__, message=message, traceback=tb, kinds=exception_kinds(exc)
+    )
+    return bounded_error(error)
+
+
+def exception_kinds(exc: BaseException) -> tuple[str, ...]:
+    """The names ``retry_on`` may match: each class of the exception's MRO, bare and
+    qualified (``builtins`` ones bare only)."""
+    kinds: list[str] = []
+    for cls in type(exc).__mro__:
+        if cls is object:
+            continue
+        kinds.append(cls.__name__)
+        if cls.__module__ != "builtins":
+            kinds.append(f"{cls.__module__}.{cls.__qualname__}")
+    return tuple(kinds)
 
 
 def bounded_error(error: ErrorInfo) -> ErrorInfo:
@@ -184,6 +237,7 @@ def bounded_error(error: ErrorInfo) -> ErrorInfo:
         type=clip(error.type, TYPE_MAX_CHARS),
         message=clip(error.message, MESSAGE_MAX_CHARS),
         traceback=tail_lines(error.traceback),
+        kinds=error.kinds,
     )
 
 

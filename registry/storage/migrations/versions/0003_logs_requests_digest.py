@@ -6,7 +6,7 @@ earlier database is kept as it is:
 - ``attempts.log``: the attempt's captured log (Python logging records, stdout, stderr), bounded
   on the worker; ``attempts.result_json``: the job's return value as JSON (``result`` keeps the
   short text summary, and the repr of a value that is not JSON);
-- ``requests.at``: a trigger for a later time (``trigger --at``); ``requests.scheduled``: the
+- ``requests.due``: a trigger for a later time (``trigger --at``); ``requests.scheduled``: the
   fire time a backfill request's run carries as ``ctx.scheduled``;
 - ``registry_digest``: one row, the digest of the files last applied, so an unchanged registry
   is not validated again at the next ``planner run FILES``.
@@ -26,7 +26,7 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("attempts", sa.Column("log", sa.Text(), nullable=True))
     op.add_column("attempts", sa.Column("result_json", sa.JSON(none_as_null=True), nullable=True))
-    op.add_column("requests", sa.Column("at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("requests", sa.Column("due", sa.DateTime(timezone=True), nullable=True))
     op.add_column("requests", sa.Column("scheduled", sa.DateTime(timezone=True), nullable=True))
     op.create_table(
         "registry_digest",
@@ -41,7 +41,7 @@ def downgrade() -> None:
     op.drop_table("registry_digest")
     with op.batch_alter_table("requests") as batch:
         batch.drop_column("scheduled")
-        batch.drop_column("at")
+        batch.drop_column("due")
     with op.batch_alter_table("attempts") as batch:
         batch.drop_column("result_json")
         batch.drop_column("log")

@@ -1,0 +1,140 @@
+"""What ``planner run`` prints when it stops: the attempts it saw end, as ``history`` has them.
+
+A ``RunReport`` is built by the command from the driver's ``Summary`` (which attempts this planner
+started and saw end) and the store's records of those attempts, so the durations, statuses and
+errors here are the ones ``planner history`` shows — a cancelled attempt's real duration, not the
+instant the planner gave up on it. Counts add up: the attempts that ended are the ones this planner
+started plus the ones it took over from an earlier planner (re-attached, or lost with its cluster:
+``RunLost``), and those it started that had not ended are said to be left running. Every failed
+or timed-out attempt is listed with its error.
+
+Pure rendering: ``run_summary_view(report)`` in, a rich renderable out. The lines are built one
+concern per function (``_counts_line``, ``_failure_lines``…), each over ``report.attempts``, so
+that a summary grouped by process and status for very large runs replaces the table alone.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.console import Group, RenderableType
+from rich.text import Text
+
+from planner.interfaces.terminal.fit import Col, FitTable
+from planner.interfaces.terminal.style import FAILED, plural, seconds_text, status_text
+from registry.records import ErrorInfo
+
+__all__ = ["FinishedAttempt", "RunReport", "run_summary_view"]
+
+#: an error message is cut past this many characters in the summary (``planner history`` has it)
+MESSAGE_SHOWN = 300
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FinishedAttempt:
+    """An attempt that ended while this planner ran, as the store recorded it."""
+
+    process: str
+    run_id: str
+    attempt: int
+    status: str
+    duration_s: float | None = None
+    error: ErrorInfo | None = None
+    #: started by an earlier planner; this one re-attached it or found it lost
+    inherited: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunReport:
+    """What one ``planner run`` did."""
+
+    attempts: tuple[FinishedAttempt, ...] = ()  # in the order they ended
+    started: int = 0  # attempts this planner started
+    ahead: int = 0  # of which chained: handed to Dask before their ancestor ended
+    retries_cancelled: tuple[str, ...] = ()  # runs cancelled while waiting for a next attempt
+
+    @property
+    def inherited(self) -> int:
+        return sum(a.inherited for a in self.attempts)
+
+    @property
+    def left_running(self) -> int:
+        """Attempts this planner started that had not ended when it stopped."""
+        return max(self.started - (len(self.attempts) - self.inherited), 0)
+
+    @property
+    def failed(self) -> list[FinishedAttempt]:
+        return [a for a in self.attempts if a.status in FAILED]
+
+
+def run_summary_view(report: RunReport, *, wide: bool = False) -> Group:
+    lines: list[RenderableType] = []
+    if report.attempts:
+        lines.append(_attempts_table(report.attempts, wide=wide))
+    lines.append(Text(_counts_line(report)))
+    if report.left_running:
+        left = plural(report.left_running, "attempt")
+        lines.append(Text(f"{left} still running, left to the next planner"))
+    if report.retries_cancelled:
+        runs = plural(len(report.retries_cancelled), "run")
+        lines.append(
+            Text(f"{runs} cancelled while waiting to retry: {', '.join(report.retries_cancelled)}")
+        )
+    lines += _failure_lines(report.failed)
+    return Group(*lines)
+
+
+def _attempts_table(attempts: Sequence[FinishedAttempt], *, wide: bool) -> FitTable:
+    table = FitTable(
+        [
+            Col("process", keep=55),
+            Col("run id"),
+            Col("attempt", keep=30),
+            Col("status"),
+            Col("duration", keep=60),
+        ],
+        title="finished attempts",
+        wide=wide,
+    )
+    for a in attempts:
+        table.add_row(
+            a.process, a.run_id, str(a.attempt), status_text(a.status), seconds_text(a.duration_s)
+        )
+    return table
+
+
+def _counts_line(report: RunReport) -> str:
+    """``3 attempts started (1 chained ahead), 1 taken over from an earlier planner;
+    4 finished: 1 failed, 3 succeeded``."""
+    text = f"{plural(report.started, 'attempt')} started"
+    if report.ahead:
+        text += f" ({report.ahead:,} chained ahead)"
+    if report.inherited:
+        text += f", {report.inherited:,} taken over from an earlier planner"
+    if not report.attempts:
+        return f"{text}; none finished"
+    counts = Counter(a.status for a in report.attempts)
+    tally = ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items()))
+    return f"{text}; {len(report.attempts):,} finished: {tally}"
+
+
+def _failure_lines(failed: Sequence[FinishedAttempt]) -> list[RenderableType]:
+    """Each failed or timed-out attempt with its error (``RunLost`` included)."""
+    if not failed:
+        return []
+    lines: list[RenderableType] = [
+        Text(f"{plural(len(failed), 'attempt')} failed:", style="bold red")
+    ]
+    for a in failed:
+        why = f"{a.error.type}: {_message(a.error.message)}" if a.error else "no error recorded"
+        earlier = " (started by an earlier planner)" if a.inherited else ""
+        attempt = f"{a.process} {a.run_id} attempt {a.attempt} {a.status}"
+        lines.append(Text(f"  {attempt}: {why}{earlier}"))
+    return lines
+
+
+def _message(message: str) -> str:
+    first = message.strip().splitlines()[0] if message.strip() else ""
+    return first if len(first) <= MESSAGE_SHOWN else first[: MESSAGE_SHOWN - 1] + "…"

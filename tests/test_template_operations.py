@@ -1,0 +1,55 @@
+"""``hold``/``release``/``set``/``trigger`` on a template act on all of its processes (one
+transaction), and on one of them by its full name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from planner.interfaces.cli import cli
+from registry.records import RequestKind
+from registry.storage.sqlstore import SqlStore
+
+REGISTRY = """
+processes:
+  extract:
+    foreach: [orders, customers, products]
+    run: workflows.jobs.demo:noop
+  report:
+    run: workflows.jobs.demo:noop
+    ancestors: [extract]
+"""
+
+
+def test_operations_on_a_template_reach_each_of_its_processes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/planner.db"
+    (tmp_path / "r.yaml").write_text(REGISTRY)
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0) -> str:
+        out = runner.invoke(cli, ["--db", url, *args])
+        assert out.exit_code == code, out.output
+        return out.output
+
+    run("apply", str(tmp_path / "r.yaml"))
+    names = ["extract.customers", "extract.orders", "extract.products"]
+    assert "held 3 of the 3 processes of template 'extract'" in run("hold", "extract")
+    store = SqlStore(url)
+    try:
+        held = {n: d.hold for n, d in store.load_registry()[0].processes.items()}
+        assert held == {**dict.fromkeys(names, True), "report": False}
+        assert "are already held" in run("hold", "extract")
+        assert "released 'extract.orders'" in run("release", "extract.orders")
+        assert "released 2 of the 3" in run("release", "extract")
+        run("set", "extract", "priority=7")
+        priorities = {n: d.priority for n, d in store.load_registry()[0].processes.items()}
+        assert priorities == {**dict.fromkeys(names, 7), "report": 0}
+        assert "trigger the 3 processes of template 'extract'" in run("trigger", "extract")
+        triggered = sorted(
+            r.process or "" for r in store.pending_requests() if r.kind is RequestKind.TRIGGER
+        )
+        assert triggered == names
+        run("hold", "nothing", code=1)
+    finally:
+        store.close()
