@@ -188,3 +188,30 @@ def test_trigger_at_is_a_durable_request_for_later(tmp_path: Path) -> None:
     bad = runner.invoke(cli, ["--db", url, "trigger", "x", "--at", "tomorrow"])
     assert bad.exit_code == 1 and "ISO-8601" in bad.output
     store.close()
+
+
+def test_status_shows_when_a_pending_trigger_is_due_and_what_a_backfill_stands_for(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/planner.db"
+    (tmp_path / "r.yaml").write_text(
+        "processes:\n  daily: {run: workflows.jobs.demo:noop, cron: '0 2 * * *'}\n"
+    )
+    store = SqlStore(url)
+    store.apply(load_files([tmp_path / "r.yaml"]), now=datetime.now(UTC))
+    store.close()
+    runner = CliRunner()
+    assert (
+        runner.invoke(cli, ["--db", url, "trigger", "daily", "--at", "2100-01-01T05:00"]).exit_code
+        == 0
+    )
+    args = ["--db", url, "backfill", "daily", "--from", "2026-11-01", "--to", "2026-11-01T23:00"]
+    assert runner.invoke(cli, args).exit_code == 0
+    doc = json.loads(runner.invoke(cli, ["--db", url, "status", "--format", "json"]).output)
+    triggers = doc["planner"]["triggers"]
+    assert [(t["due"], t["scheduled"]) for t in triggers] == [
+        ("2100-01-01T05:00:00+00:00", None),
+        (None, "2026-11-01T02:00:00+00:00"),
+    ]
+    table = runner.invoke(cli, ["--db", url, "status"]).output
+    assert "due 2100-01-01 05:00" in table and "backfill of 11-01 02:00" in table, table

@@ -149,3 +149,29 @@ processes:
     lost = next(r for r in report.attempts if r.inherited)
     assert lost.duration_s is not None and lost.duration_s >= 29  # as history has it
     store.close()
+
+
+def test_a_large_run_is_summed_up_per_process_and_status() -> None:
+    from planner.interfaces.terminal.run_summary import FinishedAttempt
+
+    attempts = [
+        FinishedAttempt(
+            process=f"extract.t{n}",
+            run_id=f"extract.t{n}-1",
+            attempt=1,
+            status="succeeded",
+            duration_s=1.0,
+            template="extract",
+        )
+        for n in range(500)
+    ] + [
+        FinishedAttempt(
+            process="load", run_id=f"load-{n}", attempt=1, status="failed", duration_s=2.0
+        )
+        for n in range(30)
+    ]
+    text = _text(RunReport(attempts=tuple(attempts), started=530))
+    assert "extract.* │ succeeded │ 500" in text and "load │ failed │ 30" in text
+    assert "extract.t7" not in text  # one row per process and status, not per attempt
+    assert "… and 10 more (`planner history --status failed`)" in text
+    assert "530 attempts started; 530 finished: 30 failed, 500 succeeded" in text

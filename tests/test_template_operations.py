@@ -53,3 +53,26 @@ def test_operations_on_a_template_reach_each_of_its_processes(tmp_path: Path) ->
         run("hold", "nothing", code=1)
     finally:
         store.close()
+
+
+def test_plan_explain_and_graph_group_a_templates_processes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/planner.db"
+    (tmp_path / "r.yaml").write_text(REGISTRY)
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        out = runner.invoke(cli, ["--db", url, *args])
+        assert out.exit_code == 0, out.output
+        return out.output
+
+    run("apply", str(tmp_path / "r.yaml"))
+    plan = run("plan", "--slots", "4")
+    assert "extract.* ×3" in plan and "3 to start, 1 waiting" in plan
+    assert "extract.orders" not in plan.split("\n", 2)[2].split("report")[0]
+    every = run("plan", "--all", "--slots", "4")  # expanded on demand
+    assert all(f"extract.{t}" in every for t in ("orders", "customers", "products"))
+    explained = run("explain", "extract")
+    assert all(f"extract.{t}" in explained for t in ("orders", "customers", "products"))
+    dot = run("graph")
+    assert 'label="extract (3)";' in dot and "subgraph cluster_" in dot
+    assert "subgraph" in run("graph", "--format", "mermaid")

@@ -32,6 +32,7 @@ from planner.interfaces.terminal.documents import (
     iso,
     planners_json,
     status_json,
+    triggers_json,
 )
 from planner.interfaces.terminal.figures import stats_json
 from planner.interfaces.terminal.style import FAILED
@@ -39,7 +40,7 @@ from registry.definitions.durations import parse_duration
 from registry.errors import ProcessNotFound, RunNotFound
 from registry.lifecycle import RunStatus
 from registry.model import RegistryDef
-from registry.records import AttemptRecord, RequestKind, RunRecord
+from registry.records import AttemptRecord, RunRecord
 from registry.storage.codec import process_to_document
 
 __all__ = ["read_routes"]
@@ -131,16 +132,7 @@ def read_routes(ctx: ApiContext) -> APIRouter:
             a for a in store.history(since=now - STATUS_WINDOW, limit=500) if a.status in FAILED
         ][:20]
         planners = planners_json(store.lease_state(), now, tz)
-        planners["triggers"] = [
-            {
-                "request": r.id,
-                "process": r.process,
-                "force": r.force,
-                "requested": iso(r.created, tz),
-            }
-            for r in store.pending_requests()
-            if r.kind is RequestKind.TRIGGER
-        ]
+        planners["triggers"] = triggers_json(store.pending_requests(), tz)
         return status_json(registry, store.active_runs(), failures, tz, planners=planners)
 
     @router.get("/processes", response_model=ProcessList)

@@ -190,8 +190,10 @@ def run_report(store: Store, summary: Summary, *, since: datetime) -> RunReport:
         for a in store.history(since=earliest)
         if (a.run_id, a.attempt) in ended and a.status.terminal
     }
+    registry, _ = store.load_registry()
     attempts: dict[tuple[str, int], FinishedAttempt] = {}
     for process, run_id, attempt, status, duration in summary.runs:
+        definition = registry.processes.get(process)
         key = (run_id, attempt)
         record = recorded.get(key)
         attempts[key] = FinishedAttempt(
@@ -202,6 +204,7 @@ def run_report(store: Store, summary: Summary, *, since: datetime) -> RunReport:
             duration_s=record.duration_s if record else duration,
             error=record.error if record else None,
             inherited=key in summary.inherited,
+            template=definition.template if definition is not None else None,
         )
     return RunReport(
         attempts=tuple(attempts.values()),

@@ -37,7 +37,6 @@ from planner.interfaces.terminal import (
     explanation_json,
     explanation_view,
     history_json,
-    iso,
     plan_json,
     plan_table,
     planners_json,
@@ -47,11 +46,12 @@ from planner.interfaces.terminal import (
     status_json,
     status_view,
 )
+from planner.interfaces.terminal.documents import triggers_json
+from registry.definitions.templates import members, templates_of
 from registry.lifecycle import RunStatus
-from registry.records import RequestKind
 
 if TYPE_CHECKING:
-    pass
+    from registry.model import RegistryDef
 
 __all__ = ["explain", "history", "plan", "simulate", "status"]
 
@@ -60,6 +60,11 @@ _STATUS_WINDOW = timedelta(days=1)  # ``planner status`` lists failed attempts o
 
 
 # -- planning -----------------------------------------------------------------------------------
+
+
+def template_of(registry: RegistryDef) -> dict[str, str]:
+    """Process → the template it is an item of."""
+    return {name: t for t, names in templates_of(registry).items() for name in names}
 
 
 @cli.command()
@@ -90,7 +95,12 @@ def plan(
         emit_json(plan_json(when, decisions, tz))
     else:
         waits = None if show_all else PLAN_WAITS_SHOWN
-        show(plan_table(when, decisions, tz, waits=waits, now=utcnow(), wide=wide), wide=wide)
+        # a template's processes alike are one row, unless --all expands them
+        groups = None if show_all else template_of(registry)
+        table = plan_table(
+            when, decisions, tz, waits=waits, now=utcnow(), wide=wide, templates=groups
+        )
+        show(table, wide=wide)
 
 
 @cli.command()
@@ -152,12 +162,23 @@ def simulate(
 @wide_option
 @pass_env
 def explain(env: Env, process: str, at: datetime | None, fmt: str, wide: bool) -> None:
-    """Why PROCESS is or is not running, and when it next could."""
+    """Why PROCESS is or is not running, and when it next could (a template: each of its
+    processes)."""
     store = env.store()
     registry, applied = store.load_registry()
-    require(registry, process)
     tz = timezone_of(registry)
     when = resolve(at, tz, utcnow())
+    group = members(registry, process)
+    if group and process not in registry.processes:  # a template: each of its processes
+        core = _dry_run_core(store, registry, applied, when, None)
+        decided = {d.process: d for d in core.plan(when)}
+        chosen = [decided[name] for name in group if name in decided]
+        if fmt == "json":
+            emit_json(plan_json(when, chosen, tz))
+        else:
+            show(plan_table(when, chosen, tz, waits=None, now=utcnow(), wide=wide), wide=wide)
+        return
+    require(registry, process)
     explanation = _dry_run_core(store, registry, applied, when, None).explain(process, when)
     decisions = store.decisions(process, limit=10)
     attempts = store.history(process, limit=5)
@@ -185,11 +206,7 @@ def status(env: Env, fmt: str, wide: bool) -> None:
     failures = [a for a in recent if a.status in FAILED][:20]
     active = store.active_runs()
     planners = planners_json(store.lease_state(), utcnow(), tz)
-    planners["triggers"] = [
-        {"request": r.id, "process": r.process, "force": r.force, "requested": iso(r.created, tz)}
-        for r in store.pending_requests()
-        if r.kind is RequestKind.TRIGGER
-    ]
+    planners["triggers"] = triggers_json(store.pending_requests(), tz)
     if fmt == "json":
         emit_json(status_json(registry, active, failures, tz, planners=planners))
     else:

@@ -22,6 +22,8 @@ from registry.records import (
     LeaseState,
     LoggedDecision,
     PlannerSeen,
+    Request,
+    RequestKind,
 )
 
 __all__ = [
@@ -178,3 +180,20 @@ def status_json(
         "active": [_active_json(r, tz) for r in active],
         "failures": [attempt_json(a, tz) for a in failures],
     }
+
+
+def triggers_json(requests: Sequence[Request], tz: tzinfo) -> list[dict[str, Any]]:
+    """The pending trigger requests, as ``status`` shows them: when each was made, when it is
+    due (``trigger --at``; ``None``: now) and the fire time a backfill's stands for."""
+    return [
+        {
+            "request": r.id,
+            "process": r.process,
+            "force": r.force,
+            "requested": iso(r.created, tz),
+            "due": iso(r.due, tz),
+            "scheduled": iso(r.scheduled, tz),
+        }
+        for r in requests
+        if r.kind is RequestKind.TRIGGER
+    ]

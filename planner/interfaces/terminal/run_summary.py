@@ -30,6 +30,10 @@ __all__ = ["FinishedAttempt", "RunReport", "run_summary_view"]
 
 #: an error message is cut past this many characters in the summary (``planner history`` has it)
 MESSAGE_SHOWN = 300
+#: past this many attempts the summary has a row per process and status, not per attempt
+ATTEMPTS_LISTED = 20
+#: failed attempts listed one by one (then counted)
+FAILURES_LISTED = 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,6 +48,7 @@ class FinishedAttempt:
     error: ErrorInfo | None = None
     #: started by an earlier planner; this one re-attached it or found it lost
     inherited: bool = False
+    template: str | None = None  # the template the process is an item of
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,7 +76,10 @@ class RunReport:
 
 def run_summary_view(report: RunReport, *, wide: bool = False) -> Group:
     lines: list[RenderableType] = []
-    if report.attempts:
+    if len(report.attempts) > ATTEMPTS_LISTED:
+        lines.append(_grouped_table(report.attempts, wide=wide))
+        lines.append(Text("(one row per process and status; `planner history` lists them all)"))
+    elif report.attempts:
         lines.append(_attempts_table(report.attempts, wide=wide))
     lines.append(Text(_counts_line(report)))
     if report.left_running:
@@ -84,6 +92,42 @@ def run_summary_view(report: RunReport, *, wide: bool = False) -> Group:
         )
     lines += _failure_lines(report.failed)
     return Group(*lines)
+
+
+def _grouped_table(attempts: Sequence[FinishedAttempt], *, wide: bool) -> FitTable:
+    """A row per process (a template's processes together) and status: how many attempts,
+    and their total and longest duration."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    counts: Counter[tuple[str, str]] = Counter()
+    for a in attempts:
+        process = a.process
+        if a.template is not None:
+            process = f"{a.template}.*"
+        key = (process, a.status)
+        counts[key] += 1
+        if a.duration_s is not None:
+            groups.setdefault(key, []).append(a.duration_s)
+    table = FitTable(
+        [
+            Col("process", keep=55),
+            Col("status"),
+            Col("attempts"),
+            Col("longest", keep=60),
+            Col("total", keep=40),
+        ],
+        title="finished attempts",
+        wide=wide,
+    )
+    for (process, status), n in sorted(counts.items()):
+        durations = groups.get((process, status), [])
+        table.add_row(
+            process,
+            status_text(status),
+            f"{n:,}",
+            seconds_text(max(durations)) if durations else "",
+            seconds_text(sum(durations)) if durations else "",
+        )
+    return table
 
 
 def _attempts_table(attempts: Sequence[FinishedAttempt], *, wide: bool) -> FitTable:
@@ -127,11 +171,14 @@ def _failure_lines(failed: Sequence[FinishedAttempt]) -> list[RenderableType]:
     lines: list[RenderableType] = [
         Text(f"{plural(len(failed), 'attempt')} failed:", style="bold red")
     ]
-    for a in failed:
+    for a in failed[:FAILURES_LISTED]:
         why = f"{a.error.type}: {_message(a.error.message)}" if a.error else "no error recorded"
         earlier = " (started by an earlier planner)" if a.inherited else ""
         attempt = f"{a.process} {a.run_id} attempt {a.attempt} {a.status}"
         lines.append(Text(f"  {attempt}: {why}{earlier}"))
+    if len(failed) > FAILURES_LISTED:
+        more = len(failed) - FAILURES_LISTED
+        lines.append(Text(f"  … and {more:,} more (`planner history --status failed`)"))
     return lines
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -73,6 +73,27 @@ def apply_lines(result: ApplyResult) -> list[str]:
 PLAN_WAITS_SHOWN = 20
 
 
+def _grouped(decisions: Sequence[Decision], templates: Mapping[str, str]) -> list[Decision]:
+    rows: dict[tuple[str, ...], list[Decision]] = {}
+    for d in decisions:
+        template = templates.get(d.process)
+        key = (
+            (template, d.decision, *(r.code.value for r in d.reasons))
+            if template is not None
+            else ("", d.process)
+        )
+        rows.setdefault(key, []).append(d)
+    grouped = []
+    for members in rows.values():
+        first = members[0]
+        if len(members) == 1:
+            grouped.append(first)
+        else:
+            name = f"{templates[first.process]}.* ×{len(members)}"
+            grouped.append(Decision(process=name, decision=first.decision, reasons=first.reasons))
+    return grouped
+
+
 def plan_table(
     at: datetime,
     decisions: Sequence[Decision],
@@ -81,17 +102,22 @@ def plan_table(
     waits: int | None = PLAN_WAITS_SHOWN,
     now: datetime | None = None,
     wide: bool = False,
+    templates: Mapping[str, str] | None = None,
 ) -> RenderableType:
     """Every start, then the first ``waits`` waiting processes in the planner's order (the best
     candidates held back by capacity first), and a count of the others by their first reason;
     ``waits=None`` lists them all. A registry of 20,000 processes is a screen, not 20,000 rows:
-    the JSON document (``plan_json``) is the complete one."""
+    the JSON document (``plan_json``) is the complete one. With ``templates`` (process → its
+    template), a template's processes that share a decision and reason codes are one row,
+    ``TEMPLATE.* ×N`` with the first one's reasons."""
     times = Times(tz, now, wide)
     starts = sum(d.decision == "start" for d in decisions)
+    total = len(decisions)
+    if templates:
+        decisions = _grouped(decisions, templates)
     table = FitTable(
         [Col("process"), Col("decision"), Col("reasons", text=True)],
-        title=f"plan at {times(at)} {times.zone}: {starts:,} to start, "
-        f"{len(decisions) - starts:,} waiting",
+        title=f"plan at {times(at)} {times.zone}: {starts:,} to start, {total - starts:,} waiting",
         wide=wide,
     )
     hidden: Counter[str] = Counter()
@@ -403,11 +429,13 @@ def _planner_lines(
     out.append(Text(f"standbys: {standbys}"))
     for trigger in planners.get("triggers", []):
         forced = ", forced" if trigger["force"] else ""
+        due = f", due {at(trigger['due'])}" if trigger.get("due") else ""
+        fire = f", backfill of {at(trigger['scheduled'])}" if trigger.get("scheduled") else ""
         out.append(
             Text(
                 f"pending trigger #{trigger['request']}: {trigger['process']} "
-                f"(requested {at(trigger['requested'])}{forced}): `planner explain` says why "
-                "it waits"
+                f"(requested {at(trigger['requested'])}{due}{fire}{forced}): `planner explain` "
+                "says why it waits"
             )
         )
     return out
