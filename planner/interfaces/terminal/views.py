@@ -35,11 +35,10 @@ from planner.simulation.simulate import Simulation
 from registry.definitions.durations import format_duration
 from registry.lifecycle import RunStatus
 from registry.model import RegistryDef
-from registry.records import ActiveRun, ApplyResult, AttemptRecord, LoggedDecision
+from registry.records import ActiveRun, AttemptRecord, LoggedDecision
 
 __all__ = [
     "PLAN_WAITS_SHOWN",
-    "apply_lines",
     "attempts_table",
     "explanation_view",
     "gantt",
@@ -47,23 +46,6 @@ __all__ = [
     "simulation_view",
     "status_view",
 ]
-
-
-# -- apply --------------------------------------------------------------------------------------
-
-
-def apply_lines(result: ApplyResult) -> list[str]:
-    if result.unchanged:
-        return ["no changes"]
-    return [
-        f"{label}: {', '.join(names)}"
-        for label, names in (
-            ("added", result.added),
-            ("changed", result.changed),
-            ("removed", result.removed),
-        )
-        if names
-    ]
 
 
 # -- plan ---------------------------------------------------------------------------------------
