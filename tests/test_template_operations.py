@@ -3,6 +3,7 @@ transaction), and on one of them by its full name."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -76,3 +77,24 @@ def test_plan_explain_and_graph_group_a_templates_processes(tmp_path: Path) -> N
     dot = run("graph")
     assert 'label="extract (3)";' in dot and "subgraph cluster_" in dot
     assert "subgraph" in run("graph", "--format", "mermaid")
+
+
+def test_the_page_draws_a_template_as_one_node(tmp_path: Path) -> None:
+    from planner.core.planner import Planner
+    from planner.live.snapshot import grouped_nodes
+    from registry.definitions.loader import load_files
+
+    (tmp_path / "r.yaml").write_text(REGISTRY)
+    core = Planner(load_files([tmp_path / "r.yaml"]), now=datetime.now(UTC))
+    nodes = [
+        {"process": "extract.orders", "state": "succeeded"},
+        {"process": "extract.customers", "state": "running"},
+        {"process": "extract.products", "state": "waiting"},
+        {"process": "report", "state": "waiting"},
+    ]
+    grouped, group_of = grouped_nodes(nodes, core)
+    assert grouped == [
+        {"process": "extract.*", "state": "running", "members": 3},
+        {"process": "report", "state": "waiting"},
+    ]
+    assert group_of["extract.orders"] == "extract.*"

@@ -55,6 +55,47 @@ def running_rows(core: Planner, started: Collection[tuple[str, int]]) -> list[di
     return rows
 
 
+#: a template's node shows the state of its first member in this order (running first)
+_GROUP_STATE = (
+    "running",
+    "failed",
+    "timed_out",
+    "ready",
+    "waiting",
+    "retrying",
+    "cancelled",
+    "held",
+    "succeeded",
+)
+
+
+def grouped_nodes(
+    nodes: list[dict[str, Any]], core: Planner
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The DAG's nodes with each template's processes as one node, ``TEMPLATE.*``, in the
+    state that matters most among them (running, then failed, …); and process → its node."""
+    group_of: dict[str, str] = {}
+    grouped: dict[str, dict[str, Any]] = {}
+    out: list[dict[str, Any]] = []
+    for node in nodes:
+        template = core.states[node["process"]].definition.template
+        if template is None:
+            out.append(node)
+            continue
+        key = f"{template}.*"
+        group_of[node["process"]] = key
+        group = grouped.get(key)
+        if group is None:
+            group = grouped[key] = {"process": key, "state": node["state"], "members": 0}
+            out.append(group)
+        group["members"] += 1
+        rank = _GROUP_STATE.index(node["state"]) if node["state"] in _GROUP_STATE else 99
+        best = _GROUP_STATE.index(group["state"]) if group["state"] in _GROUP_STATE else 99
+        if rank < best:
+            group["state"] = node["state"]
+    return out, group_of
+
+
 def process_figures(driver: Any, now: datetime) -> list[dict[str, Any]]:
     """``planner stats``'s figures over the last 7 days, from the driver's store, at most every
     ``STATS_EVERY_S`` (outside the driver's lock: the loop never waits for them); the last ones
@@ -104,8 +145,17 @@ def _under_lock(driver: Driven, limit: int) -> dict[str, Any]:
             else:
                 state = "waiting"
             nodes.append({"process": name, "state": state})
+        nodes, group_of = grouped_nodes(nodes, core)
         shown = {n["process"] for n in nodes}
-        edges = [(a, b) for a, b in core.dag.g.edges if a in shown and b in shown]
+        edges = sorted(
+            {
+                (group_of.get(a, a), group_of.get(b, b))
+                for a, b in core.dag.g.edges
+                if group_of.get(a, a) in shown
+                and group_of.get(b, b) in shown
+                and group_of.get(a, a) != group_of.get(b, b)
+            }
+        )
         return {
             "at": now,
             "timezone": core.registry.timezone,  # the zone the page writes every time in

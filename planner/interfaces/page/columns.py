@@ -313,7 +313,9 @@ def dag_columns(
         nodes["process"].append(name)
         nodes["state"].append(n["state"])
         nodes["colour"].append(STATE_COLOURS.get(n["state"], _UNKNOWN_COLOUR))
-        nodes["label"].append(name if labelled else "")
+        members = n.get("members")  # a template's processes, drawn as one node
+        label = f"{name} ({members})" if members else name
+        nodes["label"].append(label if labelled else "")
     edges: Columns = {"x0": [], "y0": [], "x1": [], "y1": []}
     for a, b in snap["edges"]:
         if a in layout and b in layout:
