@@ -35,7 +35,16 @@ from registry.lifecycle import TERMINAL, RunStatus
 from registry.model import RegistryDef
 from registry.storage.tables import attempts, decisions, requests, runs
 
-__all__ = ["DURATIONS_KEPT", "Cutoffs", "Purged", "counted", "cutoffs", "purge_batch", "purgeable"]
+__all__ = [
+    "DURATIONS_KEPT",
+    "Cutoffs",
+    "Purged",
+    "counted",
+    "cutoffs",
+    "protected",
+    "purge_batch",
+    "purgeable",
+]
 
 #: successful runs kept per process for duration estimates (as ``load_histories`` reads them)
 DURATIONS_KEPT = 20
@@ -111,14 +120,21 @@ def _protected(conn: Connection) -> set[str]:
 
 
 def _old_runs(
-    conn: Connection, before: datetime, counted: Collection[str], protected: set[str]
+    conn: Connection,
+    before: datetime,
+    counted: Collection[str],
+    protected: Collection[str],
+    limit: int | None = None,
 ) -> Iterator[str]:
-    """Ended runs older than ``before`` that may go, oldest first."""
+    """Ended runs older than ``before`` that may go, oldest first (``limit``: of the first
+    ``limit`` old runs, protected ones included)."""
     query = (
         select(runs.c.run_id, runs.c.process, runs.c.status)
         .where(runs.c.status.in_(_TERMINAL), runs.c.ended.is_not(None), runs.c.ended < before)
         .order_by(runs.c.ended, runs.c.run_id)
     )
+    if limit is not None:
+        query = query.limit(limit)
     for row in conn.execute(query):
         if row.run_id in protected or (row.status == _SUCCEEDED and row.process in counted):
             continue
@@ -179,15 +195,30 @@ def purgeable(conn: Connection, cutoffs: Cutoffs, *, counted: Collection[str] = 
     return found
 
 
+def protected(conn: Connection) -> frozenset[str]:
+    """The runs readiness reads (see the module docstring): computed once per purge, since a
+    run that becomes the latest meanwhile is not old."""
+    return frozenset(_protected(conn))
+
+
 def purge_batch(
-    conn: Connection, cutoffs: Cutoffs, *, counted: Collection[str] = (), batch: int = 500
+    conn: Connection,
+    cutoffs: Cutoffs,
+    *,
+    counted: Collection[str] = (),
+    batch: int = 500,
+    kept: Collection[str] | None = None,
 ) -> Purged:
     """Remove at most ``batch`` records of each kind; what was removed. Call again (in a new
-    transaction) until it removes nothing."""
+    transaction) until it removes nothing. ``kept``: ``protected(conn)``, if already known."""
     done = Purged()
     if cutoffs.runs is not None:
         ids: list[str] = []
-        for run_id in _old_runs(conn, cutoffs.runs, counted, _protected(conn)):
+        keep = _protected(conn) if kept is None else kept
+        # the oldest ``batch`` that may go are among the oldest ``batch + kept`` old runs (a
+        # counted process's successes aside: those are skipped, not fetched less)
+        fetched = None if counted else batch + len(keep)
+        for run_id in _old_runs(conn, cutoffs.runs, counted, keep, fetched):
             ids.append(run_id)
             if len(ids) >= batch:
                 break

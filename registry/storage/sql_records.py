@@ -141,9 +141,11 @@ class OperatorRecords(SqlBase):
             with self._read() as conn:
                 return retention.purgeable(conn, cutoffs, counted=counted)
         done = Purged()
+        with self._read() as conn:
+            kept = retention.protected(conn)
         while True:  # one short transaction per batch: the planner's own writes go in between
             with self._write() as conn:
-                step = retention.purge_batch(conn, cutoffs, counted=counted)
+                step = retention.purge_batch(conn, cutoffs, counted=counted, kept=kept)
             done += step
             if step.total == 0:
                 return done
