@@ -98,3 +98,24 @@ def test_the_page_draws_a_template_as_one_node(tmp_path: Path) -> None:
         {"process": "report", "state": "waiting"},
     ]
     assert group_of["extract.orders"] == "extract.*"
+
+
+def test_the_notebook_dag_groups_a_template_and_expands_on_demand(tmp_path: Path) -> None:
+    from planner.interfaces.notebook.figures import dag_figure
+    from registry.definitions.loader import load_files
+
+    (tmp_path / "r.yaml").write_text(REGISTRY)
+    registry = load_files([tmp_path / "r.yaml"])
+
+    def names(**kw: object) -> list[str]:
+        fig = dag_figure(registry, **kw)  # type: ignore[arg-type]
+        (source,) = [r.data_source for r in fig.renderers if hasattr(r, "data_source")][:1]
+        return sorted(source.data["name"])
+
+    assert names() == ["extract.* (3)", "report"]
+    assert names(group_templates=False) == [
+        "extract.customers",
+        "extract.orders",
+        "extract.products",
+        "report",
+    ]

@@ -21,6 +21,7 @@ from planner.core.schedule import zone
 from planner.interfaces.notebook.tables import runs_frame, schedule_text, value_text
 from planner.simulation.simulate import SimRun
 from registry.definitions.durations import format_duration
+from registry.definitions.templates import templates_of
 from registry.lifecycle import RunStatus
 from registry.model import ProcessDef, RegistryDef
 from registry.records import AttemptRecord
@@ -46,15 +47,33 @@ def dag_figure(
     colors: Mapping[str, str] | None = None,
     width: int = 700,
     height: int | None = None,
+    group_templates: bool = True,
 ) -> figure:
     """The dependency graph, left to right by generation (roots first), edges ancestor → process.
 
     Nodes are coloured by kind (cron, every, single) unless ``colors`` gives a colour per process
     (for instance by run status, with ``STATUS_COLORS``); reserved processes have a thick outline.
+    A template's processes are one node, ``TEMPLATE.* (N)``, shown like its first process;
+    ``group_templates=False`` draws each of them.
     """
+    sizes = {t: len(names) for t, names in templates_of(registry).items()}
+    node_of = {
+        name: f"{d.template}.* ({sizes[d.template]})"
+        if group_templates and d.template is not None
+        else name
+        for name, d in registry.processes.items()
+    }
+    shown: dict[str, ProcessDef] = {}  # node -> the process it is drawn like
+    for name in sorted(registry.processes):
+        shown.setdefault(node_of[name], registry.processes[name])
     graph: nx.DiGraph = nx.DiGraph()
-    graph.add_nodes_from(registry.processes)
-    graph.add_edges_from((a, d.name) for d in registry.processes.values() for a in d.ancestors)
+    graph.add_nodes_from(shown)
+    graph.add_edges_from(
+        (node_of[a], node_of[d.name])
+        for d in registry.processes.values()
+        for a in d.ancestors
+        if a in node_of and node_of[a] != node_of[d.name]
+    )
     position: dict[str, tuple[float, float]] = {}
     layers = [sorted(layer) for layer in nx.topological_generations(graph)]
     tallest = max((len(layer) for layer in layers), default=1)
@@ -68,14 +87,14 @@ def dag_figure(
             "x": [position[n][0] for n in position],
             "y": [position[n][1] for n in position],
             "fill": [
-                (colors or {}).get(n, _KIND_COLORS[_kind(registry.processes[n])]) for n in position
+                (colors or {}).get(shown[n].name, _KIND_COLORS[_kind(shown[n])]) for n in position
             ],
-            "line": [3 if registry.processes[n].reserve else 1 for n in position],
-            "schedule": [schedule_text(registry.processes[n]) for n in position],
-            "priority": [registry.processes[n].priority for n in position],
-            "ancestors": [", ".join(registry.processes[n].ancestors) or "-" for n in position],
-            "not_before": [value_text(registry.processes[n].not_before) for n in position],
-            "expected": [value_text(registry.processes[n].expected_duration) for n in position],
+            "line": [3 if shown[n].reserve else 1 for n in position],
+            "schedule": [schedule_text(shown[n]) for n in position],
+            "priority": [shown[n].priority for n in position],
+            "ancestors": [", ".join(shown[n].ancestors) or "-" for n in position],
+            "not_before": [value_text(shown[n].not_before) for n in position],
+            "expected": [value_text(shown[n].expected_duration) for n in position],
         }
     )
     edges = list(graph.edges)
