@@ -119,3 +119,19 @@ processes:
         assert live_jobs.CALLS[f"ran:{marker}"] == 1
     finally:
         store.close()
+
+
+def test_a_wish_older_than_its_answer_is_dropped_not_spun_on() -> None:
+    from datetime import timedelta
+
+    from planner.live.conditions import ConditionWatcher
+
+    posted: list[object] = []
+    watcher = ConditionWatcher(posted.append, lambda: NOW)
+    sensor = _cond("tests.live_jobs:marker_exists", marker="/nonexistent")
+    watcher._answered["p"] = NOW  # answered while the loop took a step with an older wish
+    watcher.update({"p": (NOW - timedelta(seconds=1), sensor)})
+    assert watcher.step(NOW) is None  # nothing left to wait for: the thread sleeps
+    assert posted == []  # and it was not asked again
+    watcher.update({"p": (NOW + timedelta(seconds=30), sensor)})  # the core's next wish
+    assert watcher.step(NOW) == 30.0

@@ -162,24 +162,33 @@ class ConditionWatcher:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            now = self.clock()
-            with self._lock:
-                ready = [
-                    (name, d)
-                    for name, (when, d) in self._due.items()
-                    if when <= now and name not in self._busy and not self._seen(name, when)
-                ]
-                for name, _ in ready:
-                    self._busy.add(name)
-                    del self._due[name]  # asked: the core says when to ask again
-                later = [w for n, (w, _) in self._due.items() if n not in self._busy]
-            for name, definition in ready:
-                threading.Thread(
-                    target=self._ask, args=(name, definition), name=f"condition-{name}", daemon=True
-                ).start()
-            wait = min(((w - now).total_seconds() for w in later), default=None)
-            self._wake.wait(None if wait is None else max(wait, 0.0))
+            wait = self.step(self.clock())
+            self._wake.wait(wait)
             self._wake.clear()
+
+    def step(self, now: datetime) -> float | None:
+        """Start the asks due at ``now``; the seconds until the next one (``None``: none)."""
+        with self._lock:
+            # a wish older than the answer already given is answered: the core's next one
+            # says when to ask again (kept, it would keep this thread spinning)
+            for name in [n for n, (w, _) in self._due.items() if self._seen(n, w)]:
+                del self._due[name]
+            ready = [
+                (name, d)
+                for name, (when, d) in self._due.items()
+                if when <= now and name not in self._busy
+            ]
+            for name, _ in ready:
+                self._busy.add(name)
+                del self._due[name]  # asked: the core says when to ask again
+            later = [w for n, (w, _) in self._due.items() if n not in self._busy]
+        for name, definition in ready:
+            threading.Thread(
+                target=self._ask, args=(name, definition), name=f"condition-{name}", daemon=True
+            ).start()
+        if not later:
+            return None
+        return max(min((w - now).total_seconds() for w in later), 0.0)
 
     def _seen(self, name: str, when: datetime) -> bool:
         answered = self._answered.get(name)

@@ -137,6 +137,7 @@ def _worker_address() -> str:
 
 #: characters of an attempt's log kept in its message on the scheduler's event log
 EVENT_LOG_TAIL = 64 * 1024
+LOG_FETCH_TIMEOUT_S = 10.0  # the most the loop waits for a longer log from the worker
 
 
 def outcome_to_message(outcome: JobOutcome) -> dict[str, Any]:
@@ -398,8 +399,7 @@ class Dispatcher:
         if msg is not None:  # what the (first) execution reported, even if Dask re-ran it
             outcome = outcome_from_message(msg)
             if msg.get("log_cut") and done.future.status == "finished":
-                whole = outcome_of(done.future).log  # the one round trip a long log costs
-                outcome = dataclasses.replace(outcome, log=whole or outcome.log)
+                outcome = dataclasses.replace(outcome, log=_whole_log(done.future) or outcome.log)
             return outcome
         if reason is not None and done.future.status == "cancelled":  # dropped before it started
             now = datetime.now(UTC)
@@ -464,6 +464,17 @@ class Dispatcher:
 def _known_keys(keys: list[str], dask_scheduler: Any = None) -> list[str]:
     tasks = dask_scheduler.tasks if dask_scheduler is not None else {}
     return [k for k in keys if k in tasks and tasks[k].state not in ("forgotten", "erred")]
+
+
+def _whole_log(future: Future) -> str | None:
+    """A long log from the task's result: the one round trip it costs, bounded in time; on
+    any trouble (the worker holding the result left) the message's tail stands."""
+    try:
+        result = future.result(timeout=LOG_FETCH_TIMEOUT_S)
+    except Exception as exc:
+        log.warning("kept the tail of a long log only (%s): %s", future.key, exc)
+        return None
+    return result.log if isinstance(result, JobOutcome) else None
 
 
 def outcome_of(future: Future) -> JobOutcome:

@@ -61,7 +61,7 @@ class Housekeeper:
         """One purge with the current registry's retention (also what the thread does)."""
         registry = self.registry()
         cut = retention.cutoffs(registry, self.clock())
-        done = self.store.purge(cut, counted=retention.counted(registry))
+        done = self.store.purge(cut, counted=retention.counted(registry), stop=self._stop.is_set)
         self.purged += done
         self.passes += 1
         if done.total:

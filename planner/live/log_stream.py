@@ -32,6 +32,8 @@ __all__ = [
 
 LOG_TOPIC = "dask-planner-logs"
 WRITE_INTERVAL_S = 1.0
+LARGE_LOG = 64 * 1024
+LARGE_WRITE_INTERVAL_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,7 @@ class PartialLogs:
         self._logs: dict[tuple[str, int], str] = {}
         self._changed: set[tuple[str, int]] = set()
         self._next_write = 0.0
+        self._written: dict[tuple[str, int], float] = {}  # when each was last written
 
     def add(self, chunk: LogChunk) -> None:
         key = (chunk.run_id, chunk.attempt)
@@ -76,13 +79,25 @@ class PartialLogs:
         """The attempt ended: its whole log comes with its outcome."""
         self._logs.pop((run_id, attempt), None)
         self._changed.discard((run_id, attempt))
+        self._written.pop((run_id, attempt), None)
 
     def due(self) -> dict[tuple[str, int], str]:
-        """The logs that grew, if it is time to write them (then they count as written)."""
+        """The logs that grew, if it is time to write them (then they count as written). A
+        log is rewritten whole, so one past ``LARGE_LOG`` characters is written at most every
+        ``LARGE_WRITE_INTERVAL_S``: a chatty job does not rewrite a megabyte every second."""
         now = time.monotonic()
         if not self._changed or now < self._next_write:
             return {}
         self._next_write = now + WRITE_INTERVAL_S
-        grown = {key: self._logs[key] for key in self._changed if key in self._logs}
-        self._changed.clear()
+        grown = {}
+        for key in list(self._changed):
+            text = self._logs.get(key)
+            if text is None:
+                self._changed.discard(key)
+                continue
+            if len(text) > LARGE_LOG and now - self._written.get(key, 0.0) < LARGE_WRITE_INTERVAL_S:
+                continue  # later, with what it gains meanwhile
+            grown[key] = text
+            self._written[key] = now
+            self._changed.discard(key)
         return grown

@@ -4,7 +4,7 @@ requests, the decision log, statistics and retention — on ``SqlBase``'s transa
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -135,7 +135,12 @@ class OperatorRecords(SqlBase):
             return statistics.process_stats(conn, since=since, process=process)
 
     def purge(
-        self, cutoffs: Cutoffs, *, counted: Collection[str] = (), dry_run: bool = False
+        self,
+        cutoffs: Cutoffs,
+        *,
+        counted: Collection[str] = (),
+        dry_run: bool = False,
+        stop: Callable[[], bool] | None = None,
     ) -> Purged:
         if dry_run:
             with self._read() as conn:
@@ -147,5 +152,5 @@ class OperatorRecords(SqlBase):
             with self._write() as conn:
                 step = retention.purge_batch(conn, cutoffs, counted=counted, kept=kept)
             done += step
-            if step.total == 0:
+            if step.total == 0 or (stop is not None and stop()):
                 return done

@@ -18,7 +18,7 @@ Rules every implementation keeps (``tests/test_store_contract.py`` checks them):
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -245,11 +245,17 @@ class Store(Protocol):
         ...
 
     def purge(
-        self, cutoffs: Cutoffs, *, counted: Collection[str] = (), dry_run: bool = False
+        self,
+        cutoffs: Cutoffs,
+        *,
+        counted: Collection[str] = (),
+        dry_run: bool = False,
+        stop: Callable[[], bool] | None = None,
     ) -> Purged:
         """Remove records older than ``cutoffs``, keeping what readiness reads; ``counted``
         names the processes whose successes count (``max_runs``). In batches, one transaction
-        each; ``dry_run`` counts them and deletes nothing."""
+        each, until none is left or ``stop()`` says so; ``dry_run`` counts them and deletes
+        nothing."""
         ...
 
     def batch(self) -> AbstractContextManager[None]:
