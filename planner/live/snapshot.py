@@ -96,6 +96,21 @@ def grouped_nodes(
     return out, group_of
 
 
+def dag_picture(
+    nodes: list[dict[str, Any]], core: Planner
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """The DAG the page draws from ``nodes`` (process and state): each template one node, and
+    the edges between what is drawn."""
+    nodes, group_of = grouped_nodes(nodes, core)
+    shown = {n["process"] for n in nodes}
+    edges = {
+        (group_of.get(a, a), group_of.get(b, b))
+        for a, b in core.dag.g.edges
+        if group_of.get(a, a) in shown and group_of.get(b, b) in shown
+    }
+    return nodes, sorted((a, b) for a, b in edges if a != b)
+
+
 def process_figures(driver: Any, now: datetime) -> list[dict[str, Any]]:
     """``planner stats``'s figures over the last 7 days, from the driver's store, at most every
     ``STATS_EVERY_S`` (outside the driver's lock: the loop never waits for them); the last ones
@@ -145,17 +160,7 @@ def _under_lock(driver: Driven, limit: int) -> dict[str, Any]:
             else:
                 state = "waiting"
             nodes.append({"process": name, "state": state})
-        nodes, group_of = grouped_nodes(nodes, core)
-        shown = {n["process"] for n in nodes}
-        edges = sorted(
-            {
-                (group_of.get(a, a), group_of.get(b, b))
-                for a, b in core.dag.g.edges
-                if group_of.get(a, a) in shown
-                and group_of.get(b, b) in shown
-                and group_of.get(a, a) != group_of.get(b, b)
-            }
-        )
+        nodes, edges = dag_picture(nodes, core)
         return {
             "at": now,
             "timezone": core.registry.timezone,  # the zone the page writes every time in

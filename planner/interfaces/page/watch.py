@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from planner.interfaces.dry_run import dry_run_core
 from planner.live.recording import RECENT_LOG_TAIL
-from planner.live.snapshot import process_figures, running_rows
+from planner.live.snapshot import dag_picture, process_figures, running_rows
 from registry.lifecycle import RunStatus
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class StoreWatch:
             else:
                 state = "waiting"
             nodes.append({"process": name, "state": state})
-        shown = {n["process"] for n in nodes}
+        nodes, edges = dag_picture(nodes, core)
         ended = [a for a in reversed(store.history(limit=RECENT)) if a.status.terminal and a.end]
         logged = {(a.run_id, a.attempt) for a in ended[-LOGS_SHOWN:]}
         recent = [
@@ -136,7 +136,7 @@ class StoreWatch:
             "recent": recent,
             "failures": [r for r in recent if r["status"] in ("failed", "timed_out")][-20:],
             "nodes": nodes,
-            "edges": [(a, b) for a, b in core.dag.g.edges if a in shown and b in shown],
+            "edges": edges,
         }
 
 
