@@ -63,10 +63,14 @@ def _plain(value: Any) -> Any:
 
 def _caller() -> tuple[str, int]:
     """The file and line of the code that called into this module."""
+    # walk the frames themselves: ``inspect.stack()`` reads source lines for every frame, a
+    # cost paid per ``Process`` (thousands of them when a registry is built in a loop)
     here = os.path.abspath(__file__)
-    for frame in inspect.stack()[1:]:
-        if os.path.abspath(frame.filename) != here:
-            return frame.filename, frame.lineno
+    frame = inspect.currentframe()
+    while frame is not None:
+        if os.path.abspath(frame.f_code.co_filename) != here:
+            return frame.f_code.co_filename, frame.f_lineno
+        frame = frame.f_back
     return "<python>", 0  # pragma: no cover - there is always a caller
 
 
