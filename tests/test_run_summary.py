@@ -175,3 +175,32 @@ def test_a_large_run_is_summed_up_per_process_and_status() -> None:
     assert "extract.t7" not in text  # one row per process and status, not per attempt
     assert "… and 10 more (`planner history --status failed`)" in text
     assert "530 attempts started; 530 finished: 30 failed, 500 succeeded" in text
+
+
+class _FailsOnceOnAnEnd(SqlStore):
+    """A store whose first write of an attempt's end meets an outage (nothing of it commits)."""
+
+    failed = False
+
+    def record_turn(self, turn: Turn) -> None:
+        if turn.ended and not self.failed:
+            self.failed = True
+            from sqlalchemy.exc import OperationalError
+
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+        super().record_turn(turn)
+
+
+def test_an_end_written_after_an_outage_is_listed_once_among_the_recent_attempts(
+    tmp_path: Path, client: Client
+) -> None:
+    path = tmp_path / "registry.yaml"
+    path.write_text("processes:\n  quick: {run: workflows.jobs.demo:noop}\n")
+    store = _FailsOnceOnAnEnd(f"sqlite:///{tmp_path}/planner.db")
+    store.apply(load_files([path]), now=utcnow())
+    driver = LiveDriver(store, Dispatcher(client, remote=False), poll_interval=0.05)
+    driver.run(until_idle=True)
+    assert store.failed  # the outage happened, and the end was written after it
+    assert [(r["process"], r["status"]) for r in driver.recent] == [("quick", "succeeded")]
+    assert [a.status.value for a in store.history("quick")] == ["succeeded"]
+    store.close()

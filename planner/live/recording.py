@@ -61,6 +61,8 @@ class Summary:
 
 #: seconds a start reported by a worker may wait to be written with other records: a short
 #: job's start then shares its end's transaction instead of costing one of its own
+#: finished attempts the driver keeps for the page, newest last
+RECENT_KEPT = 200
 #: characters of each recent attempt's log the page gets (the tail)
 RECENT_LOG_TAIL = 4096
 START_FLUSH_S = 0.25
@@ -98,6 +100,7 @@ class Recording:
             if not flush and time.monotonic() - self.started_waiting < START_FLUSH_S:
                 return False
         turn = Turn(at=step.at)
+        mark = len(self.recent)
         self._record_withdrawn(step.withdrawn, turn)
         hooks = self._record_settled(step, turn)
         specs = self._record_starts(step, turn)
@@ -108,7 +111,11 @@ class Recording:
             for s in self.started_writes
             if (s.run_id, s.attempt) not in ended and s.run_id not in self.ahead
         ]
+        fresh = self.recent[mark:]  # shown once committed (and not twice if it is not)
+        del self.recent[mark:]
         self.store.record_turn(turn)
+        self.recent += fresh
+        del self.recent[:-RECENT_KEPT]
         # committed; a chained run's start waits for the run to be confirmed
         self.started_writes = [s for s in self.started_writes if s.run_id in self.ahead]
         self.dispatcher.submit_many(specs)
@@ -309,7 +316,6 @@ class Recording:
                 "log": None if not log else log[-RECENT_LOG_TAIL:],
             }
         )
-        del self.recent[:-200]
 
 
 def process_of(run_id: str) -> str:

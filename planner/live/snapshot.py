@@ -29,6 +29,8 @@ class Driven(Protocol):
 
 #: how long the per-process figures on a snapshot are reused before the store is asked again
 STATS_EVERY_S = 10.0
+#: how soon they are asked again once an attempt ended since (the page shows it within a second)
+STATS_AFTER_CHANGE_S = 1.0
 STATS_WINDOW = timedelta(days=7)
 
 
@@ -112,12 +114,21 @@ def dag_picture(
 
 
 def process_figures(driver: Any, now: datetime) -> list[dict[str, Any]]:
-    """``planner stats``'s figures over the last 7 days, from the driver's store, at most every
-    ``STATS_EVERY_S`` (outside the driver's lock: the loop never waits for them); the last ones
-    while the database is away."""
-    cached: tuple[datetime, list[dict[str, Any]]] | None = getattr(driver, "_figures", None)
-    if cached is not None and (now - cached[0]).total_seconds() < STATS_EVERY_S:
-        return cached[1]
+    """``planner stats``'s figures over the last 7 days, from the driver's store (outside the
+    driver's lock: the loop never waits for them); the last ones while the database is away.
+
+    They are asked again every ``STATS_EVERY_S``, or ``STATS_AFTER_CHANGE_S`` after the last
+    figures when an attempt has ended since, so a finished run shows in them within a second
+    without a busy planner querying its store on every refresh."""
+    recent = getattr(driver, "recent", None) or [{}]
+    last = recent[-1]
+    ended = (last.get("run_id"), last.get("attempt"), last.get("status"), last.get("at"))
+    cached: tuple[datetime, Any, list[dict[str, Any]]] | None = getattr(driver, "_figures", None)
+    if cached is not None:
+        age = (now - cached[0]).total_seconds()
+        fresh = age < (STATS_EVERY_S if cached[1] == ended else STATS_AFTER_CHANGE_S)
+        if fresh:
+            return cached[2]
     store = getattr(driver, "store", None)
     if store is None:
         return []
@@ -125,8 +136,8 @@ def process_figures(driver: Any, now: datetime) -> list[dict[str, Any]]:
         figures = [f.document() for f in store.stats(since=now - STATS_WINDOW)]
     except Exception as exc:  # an outage: keep what was shown
         log.debug("no figures for the page: %s", exc)
-        figures = cached[1] if cached is not None else []
-    driver._figures = (now, figures)
+        figures = cached[2] if cached is not None else []
+    driver._figures = (now, ended, figures)
     return figures
 
 
