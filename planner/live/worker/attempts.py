@@ -17,6 +17,7 @@ talks to the scheduler while no cancel happens: an attempt costs a dictionary en
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import threading
 from collections import OrderedDict
@@ -31,6 +32,9 @@ __all__ = ["Attempt", "cancel_all_attempts", "cancel_attempt", "running"]
 EARLY_CANCELS_KEPT = 10_000  # cancels of attempts not (yet) running here, newest kept
 
 _lock = threading.Lock()
+# markers: random per worker process, counted within it (no entropy read per attempt)
+_MARKER_TAG = secrets.token_hex(6)
+_markers = itertools.count()
 _running: dict[str, Attempt] = {}
 _early: OrderedDict[str, str] = OrderedDict()  # key -> reason
 _guardian = Guardian()
@@ -75,7 +79,7 @@ def running(key: str, *, run_id: str, attempt: int, kill_grace_s: float) -> Iter
     entry = Attempt(
         key=key,
         kill_grace_s=kill_grace_s,
-        marker=f"{run_id}/{attempt}/{secrets.token_hex(6)}",
+        marker=f"{run_id}/{attempt}/{_MARKER_TAG}-{next(_markers)}",
     )
     with _lock:
         _running[key] = entry
