@@ -18,8 +18,7 @@ first, which ``withdraw`` reports (too late: it runs as if started before the wi
 
 The claimed set lives in the scheduler's memory (bounded: the oldest of ``MAX_CLAIMS`` keys are
 forgotten) and survives planner restarts on a remote scheduler. One round trip to the scheduler
-per attempt, on the worker; the claim also carries the attempt's ``started`` message, which the
-scheduler publishes once the claim is granted (so a refused re-run reports no start).
+per attempt, on the worker.
 """
 
 from __future__ import annotations
@@ -33,8 +32,7 @@ from typing import Any
 from distributed import Client
 from distributed.utils import sync
 
-#: versioned: a long-lived scheduler may still hold an earlier planner's handler (no ``started``)
-HANDLER = "planner_claim_attempt_v2"
+HANDLER = "planner_claim_attempt"
 WITHDRAW = "planner_withdraw_attempts"
 #: "every submission so far and later": withdrawing a key for good
 FOREVER = 2**63
@@ -58,17 +56,13 @@ def _install(dask_scheduler: Any = None) -> bool:
         if len(book) > MAX_CLAIMS:
             book.popitem(last=False)
 
-    def claim(
-        comm: Any = None, key: str = "", topic: str | None = None, started: Any = None
-    ) -> bool:
+    def claim(comm: Any = None, key: str = "") -> bool:
         attempt, submitted = split_token(key)
         if key in claimed or submitted < withdrawn.get(attempt, -1):
             return False
         remember(claimed, key)
         if attempt not in first or submitted < first[attempt]:
             remember(first, attempt, submitted)
-        if topic is not None:  # the start, published by the scheduler: no message of its own
-            dask_scheduler.log_event(topic, started)
         return True
 
     def withdraw(
@@ -137,8 +131,7 @@ def _withdraw(
     return late
 
 
-def claim(worker: Any, key: str, *, topic: str | None = None, started: Any = None) -> bool:
-    """On a worker's task thread: True if this is the first execution of ``key``; then the
-    scheduler logs ``started`` under ``topic`` (if given)."""
+def claim(worker: Any, key: str) -> bool:
+    """On a worker's task thread: True if this is the first execution of ``key``."""
     rpc = getattr(worker.scheduler, HANDLER)
-    return bool(sync(worker.loop, rpc, key=key, topic=topic, started=started))
+    return bool(sync(worker.loop, rpc, key=key))
