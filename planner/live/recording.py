@@ -59,12 +59,12 @@ class Summary:
     retries_cancelled: set[tuple[str, int]] = field(default_factory=set)
 
 
-#: seconds a start reported by a worker may wait to be written with other records: a short
-#: job's start then shares its end's transaction instead of costing one of its own
 #: finished attempts the driver keeps for the page, newest last
 RECENT_KEPT = 200
 #: characters of each recent attempt's log the page gets (the tail)
 RECENT_LOG_TAIL = 4096
+#: seconds a start reported by a worker may wait to be written with other records: a short
+#: job's start then shares its end's transaction instead of costing one of its own
 START_FLUSH_S = 0.25
 
 
