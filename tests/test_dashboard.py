@@ -539,7 +539,6 @@ processes:
         until(browser, lambda: "chatter stdout line 2" in page_text(browser), "chatter's log")
         assert "INFO tests.chatty: chatter logging line 0" in page_text(browser)
 
-        # and the per-process figures
         # and the per-process figures, which count chatter's success within a second or so
         def figures() -> dict[str, dict[str, str]]:
             return {r["process"]: r for r in table(browser, "late p90")}

@@ -120,14 +120,12 @@ def process_figures(driver: Any, now: datetime) -> list[dict[str, Any]]:
     They are asked again every ``STATS_EVERY_S``, or ``STATS_AFTER_CHANGE_S`` after the last
     figures when an attempt has ended since, so a finished run shows in them within a second
     without a busy planner querying its store on every refresh."""
-    recent = getattr(driver, "recent", None) or [{}]
-    last = recent[-1]
-    ended = (last.get("run_id"), last.get("attempt"), last.get("status"), last.get("at"))
+    recent = getattr(driver, "recent", None)
+    last = recent[-1] if recent else None  # a new entry (a new dict) for every ended attempt
     cached: tuple[datetime, Any, list[dict[str, Any]]] | None = getattr(driver, "_figures", None)
     if cached is not None:
         age = (now - cached[0]).total_seconds()
-        fresh = age < (STATS_EVERY_S if cached[1] == ended else STATS_AFTER_CHANGE_S)
-        if fresh:
+        if age < (STATS_EVERY_S if cached[1] is last else STATS_AFTER_CHANGE_S):
             return cached[2]
     store = getattr(driver, "store", None)
     if store is None:
@@ -137,7 +135,7 @@ def process_figures(driver: Any, now: datetime) -> list[dict[str, Any]]:
     except Exception as exc:  # an outage: keep what was shown
         log.debug("no figures for the page: %s", exc)
         figures = cached[2] if cached is not None else []
-    driver._figures = (now, ended, figures)
+    driver._figures = (now, last, figures)
     return figures
 
 
