@@ -39,7 +39,7 @@ from distributed import Client, Future, fire_and_forget, get_worker
 
 from planner.core.events import ConditionAnswered
 from planner.live import once
-from planner.live.keys import attempt_key
+from planner.live.keys import attempt_key, attempt_of_key
 from planner.live.log_stream import LOG_TOPIC, LogChunk, chunk_from_event, send_chunk
 from planner.live.worker import JobOutcome, JobSpec, cancel_attempt, execute
 from registry.lifecycle import RunStatus
@@ -227,6 +227,7 @@ class Dispatcher:
         if isinstance(msg, dict) and msg.get("event") == "finished":
             # the outcome travels with the event: no gather round trip when the future completes
             self.finished[msg["key"]] = msg
+            self._ended(msg)
         elif isinstance(msg, dict) and msg.get("event") == "overdue":
             self.overdue.add(msg["key"])
         elif isinstance(msg, dict) and msg.get("event") == "started":
@@ -242,6 +243,22 @@ class Dispatcher:
                     worker=str(msg["worker"]),
                 )
             )
+            self.wake.set()
+
+    def _ended(self, msg: Mapping[str, Any]) -> None:
+        """An attempt reported its end: the loop may take it now. The event comes a few ms
+        before the future completes (Dask marks the task done on the scheduler, then tells the
+        client); that future's own ``Done`` then finds the attempt taken and is ignored. A log
+        too long for the event waits for the future, whose result holds all of it."""
+        if msg.get("log_cut"):
+            return
+        try:
+            run_id, attempt = attempt_of_key(msg["key"])
+        except ValueError:  # not an attempt's key
+            return
+        future = self.futures.get((run_id, attempt))
+        if future is not None:  # ours, and not taken yet
+            self.inbox.put(Done(run_id, attempt, future))
             self.wake.set()
 
     def _on_log(self, event: tuple[float, Any]) -> None:
