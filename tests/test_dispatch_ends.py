@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 import pytest
 from distributed import Client, LocalCluster
 
-from planner.live.dispatch import TOPIC, Dispatcher, Done, outcome_to_message
+from planner.live.dispatch import Dispatcher, Done
 from planner.live.keys import attempt_key
+from planner.live.tasks import TOPIC, outcome_to_message
 from planner.live.worker import JobOutcome, JobSpec
 from registry.lifecycle import RunStatus
 from tests import live_jobs

@@ -8,6 +8,8 @@ Keys: one Dask key per attempt, ``<process>-<seq>-a<attempt>`` (``planner.live.k
 dashboard groups tasks per process; submitted with ``pure=False`` and ``retries=0`` (the planner
 owns retries and their delays).
 
+The tasks Dask runs for attempts, and their events, are in ``planner.live.tasks``.
+
 Restart safety: with a remote scheduler every attempt is also ``fire_and_forget``-ed, so a dead
 planner does not cancel work, and the worker-side wrapper logs ``started``/``finished`` events under
 the ``dask-planner`` topic. A restarted planner re-attaches to attempts the scheduler still runs and
@@ -35,20 +37,23 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from distributed import Client, Future, fire_and_forget, get_worker
+from distributed import Client, Future, fire_and_forget
 
 from planner.core.events import ConditionAnswered
 from planner.live import once
 from planner.live.keys import attempt_key, attempt_of_key
-from planner.live.log_stream import LOG_TOPIC, LogChunk, chunk_from_event, send_chunk
-from planner.live.worker import JobOutcome, JobSpec, cancel_attempt, execute
+from planner.live.log_stream import LOG_TOPIC, LogChunk, chunk_from_event
+from planner.live.tasks import (
+    TOPIC,
+    outcome_from_message,
+    run_attempt,
+    run_chained,
+)
+from planner.live.worker import JobOutcome, JobSpec, cancel_attempt
 from registry.lifecycle import RunStatus
 from registry.records import ErrorInfo
 
 log = logging.getLogger(__name__)
-
-TOPIC = "dask-planner"
-
 
 #: seconds the client may hold a message to the scheduler to batch it with others. Dask's client
 #: uses 10 ms, so a submit made within 10 ms of the previous message (the release of the future
@@ -64,120 +69,7 @@ def quicken(client: Client) -> None:
         comm.interval = SEND_INTERVAL
 
 
-def _log(msg: dict[str, Any], worker: Any = None) -> None:
-    """Log ``msg`` under our topic; pass ``worker`` off the task's thread (get_worker fails)."""
-    if worker is None:
-        try:
-            worker = get_worker()
-        except ValueError:  # not on a worker (tests calling run_attempt directly)
-            return
-    worker.log_event(TOPIC, msg)  # thread-safe
-
-
-def run_attempt(spec: JobSpec, key: str, token: str | None = None) -> JobOutcome:
-    """The task Dask runs for one attempt, on the worker: claim it, report the start, execute,
-    report. A second execution of the same attempt (Dask re-running it) raises at the claim."""
-    try:
-        claimer: Any = get_worker()
-    except ValueError:  # not on a worker (tests calling run_attempt directly)
-        claimer = None
-    if claimer is not None and not once.claim(claimer, token or key):
-        raise once.AttemptAlreadyRan(f"attempt {key} already ran (its worker died); not run again")
-    _log(
-        {
-            "event": "started",
-            "key": key,
-            "run_id": spec.run_id,
-            "attempt": spec.attempt,
-            "start": datetime.now(UTC).isoformat(),
-            "worker": _worker_address(),
-        }
-    )
-    try:
-        worker: Any = get_worker()
-    except ValueError:
-        worker = None
-
-    def overdue() -> None:  # on the timeout's timer thread
-        if worker is not None:
-            _log({"event": "overdue", "key": key}, worker)
-
-    def stream(data: bytes, skipped: int) -> None:  # on the worker's log publisher thread
-        send_chunk(worker, spec.run_id, spec.attempt, data, skipped)
-
-    outcome = execute(spec, key=key, on_overdue=overdue, on_log=stream if worker else None)
-    _log({"event": "finished", "key": key, **outcome_to_message(outcome)})
-    return outcome
-
-
-def run_chained(
-    ancestor: JobOutcome, spec: JobSpec, key: str, token: str | None = None
-) -> JobOutcome:
-    """The task of a chained attempt: Dask runs it once its ancestor's task ended, with that
-    task's outcome. It runs the attempt only if the ancestor succeeded (and, at the claim, only
-    if the planner did not withdraw it); otherwise it returns at once, having run nothing."""
-    if not isinstance(ancestor, JobOutcome) or ancestor.status is not RunStatus.SUCCEEDED:
-        now = datetime.now(UTC)
-        error = ErrorInfo(type="Withdrawn", message="its ancestor did not succeed")
-        return JobOutcome(
-            status=RunStatus.CANCELLED, start=now, end=now, worker="unknown", error=error
-        )
-    if spec.chained_after is not None:  # the result that makes it fresh, known only now
-        ancestors = {**spec.ancestors, spec.chained_after: ancestor.result_json}
-        spec = dataclasses.replace(spec, ancestors=ancestors)
-    return run_attempt(spec, key, token)
-
-
-def _worker_address() -> str:
-    try:
-        return str(get_worker().address)
-    except ValueError:
-        return "local"
-
-
-#: characters of an attempt's log kept in its message on the scheduler's event log
-EVENT_LOG_TAIL = 64 * 1024
 LOG_FETCH_TIMEOUT_S = 10.0  # the most the loop waits for a longer log from the worker
-
-
-def outcome_to_message(outcome: JobOutcome) -> dict[str, Any]:
-    """A msgpack-able form of an outcome (for the scheduler's event log)."""
-    error = dataclasses.asdict(outcome.error) if outcome.error else None
-    if error is not None:
-        error.pop("kinds", None)  # the worker's alone: it decided the retry already
-    return {
-        "status": outcome.status.value,
-        "start": outcome.start.isoformat(),
-        "end": outcome.end.isoformat(),
-        "worker": outcome.worker,
-        "error": error,
-        "result": outcome.result,
-        "state_changed": outcome.state_changed,
-        "new_state": outcome.new_state,
-        "retry": outcome.retry,
-        "result_json": outcome.result_json,
-        # the scheduler keeps these messages: a tail of the log is enough to recover from; a
-        # longer log comes with the task's result (``Dispatcher.take``)
-        "log": None if outcome.log is None else outcome.log[-EVENT_LOG_TAIL:],
-        "log_cut": outcome.log is not None and len(outcome.log) > EVENT_LOG_TAIL,
-    }
-
-
-def outcome_from_message(msg: Mapping[str, Any]) -> JobOutcome:
-    error = msg.get("error")
-    return JobOutcome(
-        status=RunStatus(msg["status"]),
-        start=datetime.fromisoformat(msg["start"]),
-        end=datetime.fromisoformat(msg["end"]),
-        worker=msg.get("worker") or "unknown",
-        error=ErrorInfo(**error) if error else None,
-        result=msg.get("result"),
-        state_changed=bool(msg.get("state_changed")),
-        new_state=msg.get("new_state"),
-        retry=bool(msg.get("retry", True)),
-        result_json=msg.get("result_json"),
-        log=msg.get("log"),
-    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
