@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -350,6 +352,36 @@ def test_current_never_creates_a_sqlite_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.db"
     assert schema_version.current(f"sqlite:///{path}") is None
     assert not path.exists()
+
+
+def test_head_is_the_head_of_the_packaged_migrations() -> None:
+    """``HEAD`` lets a store open a database at head without Alembic: it must be Alembic's head."""
+    location = schema_version.SCRIPT_LOCATION
+    newest = max(p.name.split("_")[0] for p in Path(location, "versions").glob("[0-9]*.py"))
+    assert schema_version.HEAD == schema_version.scripts_head(location) == newest
+    assert schema_version.head() == schema_version.HEAD
+
+
+def test_opening_a_database_at_head_does_not_import_alembic(
+    new_database: Callable[[], str],
+) -> None:
+    url = new_database()
+    SqlStore(url).close()
+    script = (
+        "import sys\n"
+        "from registry.storage.sqlstore import SqlStore\n"
+        "with SqlStore(sys.argv[1], create=False) as store:\n"
+        "    store.load_registry()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, url],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]"
 
 
 # -- the first release's databases ----------------------------------------------------------------

@@ -108,8 +108,8 @@ class LiveDriver(Recording):
         self.partial_logs = PartialLogs(configured_log_max_bytes())  # attempts in flight, so far
         now = clock()
         withdraw_pending(store, dispatcher, now)  # chained runs an earlier planner left
-        registry, applied = store.load_registry()
-        self.revision = store.registry_revision()
+        self.revision = store.registry_revision()  # first: a change made meanwhile is seen later
+        registry, applied = store.load_registry(refresh=True)
         threads, resources = dispatcher.threads_and_resources()
         self.results = store.last_results()
         self.core = Planner(
@@ -335,7 +335,7 @@ class LiveDriver(Recording):
         events: list[Event] = []
         revision = self.store.registry_revision()
         if revision != self.revision:
-            registry, applied = self.store.load_registry()
+            registry, applied = self.store.load_registry(refresh=True)  # kept for the commands
             events.append(RegistryChanged(registry=registry, applied_at=applied))
         requests = self.store.pending_requests()
         now = self.clock()

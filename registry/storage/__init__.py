@@ -9,6 +9,8 @@
 ``tables``              table definitions and the registry revision triggers
 ``codec``               definitions ↔ JSON documents
 ``digest``              the digest of the files last applied (``planner run FILES`` skips them)
+``snapshot``            the registry as last validated, bound to its revision (reads of an
+                        unchanged registry validate nothing)
 ``schema_version``      the schema's Alembic revision: ``head``, ``current``, ``upgrade``, and
                         the check ``SqlStore`` makes when it opens a database
 ``migrations``          the Alembic environment and one script per revision

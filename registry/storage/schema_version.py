@@ -22,6 +22,12 @@ Creation and upgrades run in one write transaction that also holds the schema lo
 ``BEGIN IMMEDIATE`` write lock (its DDL is transactional), or on PostgreSQL a transaction-scoped
 advisory lock, so two processes opening a new database at once (a planner and a CLI command) do
 not both create it, and no store opens a database halfway through an upgrade.
+
+Opening a database already at ``head()`` (every command, every time) takes one plain
+``SELECT`` of ``alembic_version`` and never imports Alembic, a good part of a short command's
+start: ``HEAD`` spells out the packaged migrations' head, and ``tests/test_migrations.py`` checks
+it against Alembic's own. Anything else (an empty database, another revision) goes through Alembic
+as before.
 """
 
 from __future__ import annotations
@@ -30,31 +36,46 @@ import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, func, inspect, select
+from sqlalchemy import Connection, Engine, column, func, inspect, select, table
 
 from registry.errors import NoDatabase, SchemaMismatch
 from registry.storage.engine import database_url, make_engine, write_transaction
 from registry.storage.tables import metadata
 
+if TYPE_CHECKING:  # Alembic is imported only where it is used: see the module's docstring
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
 #: where Alembic finds ``env.py`` and ``versions/``
 SCRIPT_LOCATION = str(Path(__file__).with_name("migrations"))
+#: the head of the migrations packaged there: a new revision changes it (a test says so)
+HEAD = "0004"
+#: ``SCRIPT_LOCATION`` as packaged, which ``HEAD`` is the head of (tests point it at a copy with
+#: a later revision, whose head Alembic then finds)
+_PACKAGED = SCRIPT_LOCATION
 #: the revision of databases the first release created (it had no ``alembic_version`` table)
 FIRST_RELEASE = "0001"
 #: key of the PostgreSQL advisory lock held while creating or upgrading (any fixed number will do)
 _PG_CREATE_LOCK = 0x706C616E6E6572  # "planner"
 #: a table every first-release database has
 _FIRST_RELEASE_TABLE = "processes"
+#: Alembic's own table, as plain SQL sees it (not in ``tables.metadata``: the store does not own it)
+_VERSION = table("alembic_version", column("version_num"))
 
 
 def head() -> str:
     """The revision this planner's schema is at."""
-    revision = _scripts(SCRIPT_LOCATION).get_current_head()
-    assert revision is not None, f"no migrations in {SCRIPT_LOCATION}"
+    if SCRIPT_LOCATION == _PACKAGED:
+        return HEAD
+    return scripts_head(SCRIPT_LOCATION)
+
+
+def scripts_head(location: str) -> str:
+    """The head revision of the migrations at ``location``, as Alembic finds it."""
+    revision = _scripts(location).get_current_head()
+    assert revision is not None, f"no migrations in {location}"
     return revision
 
 
@@ -80,6 +101,8 @@ def upgrade(engine_or_url: Engine | str) -> tuple[str | None, str]:
             return before, target
         if before is not None and before not in _known(SCRIPT_LOCATION):
             raise SchemaMismatch(before, target, known=False)
+        from alembic import command
+
         config = _config(conn)
         if before is not None and not _has_version_table(conn):
             command.stamp(config, before)  # a first-release database: record what it is at
@@ -96,6 +119,8 @@ def prepare(conn: Connection, *, create: bool = True) -> None:
     dask-planner."""
     _lock(conn)
     target = head()
+    if _stamped(conn) == [target]:  # the usual case, told without Alembic
+        return
     found = revision_of(conn)
     if found == target:
         return
@@ -103,16 +128,27 @@ def prepare(conn: Connection, *, create: bool = True) -> None:
         raise SchemaMismatch(found, target, known=found in _known(SCRIPT_LOCATION))
     if not create:
         raise NoDatabase(conn.engine.url.render_as_string(hide_password=True))
+    from alembic.runtime.migration import MigrationContext
+
     metadata.create_all(conn)
     MigrationContext.configure(conn).stamp(_scripts(SCRIPT_LOCATION), target)
 
 
 def revision_of(conn: Connection) -> str | None:
     """``current`` on an open connection."""
+    from alembic.runtime.migration import MigrationContext
+
     found = MigrationContext.configure(conn).get_current_revision()
     if found is None and inspect(conn).has_table(_FIRST_RELEASE_TABLE):
         return FIRST_RELEASE
     return found
+
+
+def _stamped(conn: Connection) -> list[str] | None:
+    """The revisions ``alembic_version`` holds, read as plain SQL (None without the table)."""
+    if not _has_version_table(conn):
+        return None
+    return [str(v) for v in conn.execute(select(_VERSION.c.version_num)).scalars()]
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -120,6 +156,8 @@ def revision_of(conn: Connection) -> str | None:
 
 @functools.cache
 def _scripts(location: str) -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory(location)
 
 
@@ -129,6 +167,8 @@ def _known(location: str) -> frozenset[str]:
 
 
 def _config(conn: Connection) -> Config:
+    from alembic.config import Config
+
     config = Config()
     # Config options go through configparser interpolation, which reads "%" as a reference.
     config.set_main_option("script_location", SCRIPT_LOCATION.replace("%", "%%"))

@@ -15,6 +15,11 @@ transaction, PostgreSQL's REPEATABLE READ), so ``load_histories`` sees a consist
 across its queries. The read-side queries
 live in ``registry.storage.queries``, the run and attempt writes in ``registry.storage.run_writes``.
 
+Loading the registry validates its rows only when they changed since a writer last validated
+them: ``apply`` and ``update_processes`` keep the result, bound to the registry revision they
+leave, in their transaction (``registry.storage.snapshot``); ``load_registry`` takes it while the
+revision is still that one.
+
 Opening a store checks the database's schema revision (``registry.storage.schema_version``): an
 empty database is created at the current revision, one at another revision is refused with
 ``SchemaMismatch``.
@@ -43,7 +48,7 @@ from registry.records import (
     Turn,
 )
 from registry.storage import digest as registry_digest
-from registry.storage import leases, run_writes, turn_writes
+from registry.storage import leases, run_writes, snapshot, turn_writes
 from registry.storage import queries as q
 from registry.storage.codec import json_roundtrip, process_to_document, settings_to_document
 from registry.storage.engine import write_transaction
@@ -111,13 +116,23 @@ class SqlStore(OperatorRecords):
                 conn.execute(self._upsert(settings, {"id": 1}, {"document": new_settings}))
             if digest is not None:
                 registry_digest.record(conn, digest, now=now)
+            _keep_snapshot(conn)
         return ApplyResult(added=tuple(added), changed=tuple(changed), removed=tuple(removed))
 
-    def load_registry(self) -> tuple[RegistryDef, dict[str, datetime]]:
+    def load_registry(self, *, refresh: bool = False) -> snapshot.Loaded:
+        """The snapshot if the registry has not changed since a writer stored it, else the rows
+        validated in full; with ``refresh`` (the live planner's reload), rows validated in full are
+        then kept as the snapshot, in a short write transaction of their own (fenced)."""
         with self._read() as conn:
-            registry, applied = q.load_registry(conn)
-        self._report(registry)
-        return registry, applied
+            revision, loaded = snapshot.read(conn)
+            validated = loaded is None
+            if loaded is None:
+                loaded = q.load_registry(conn)
+        if refresh and validated:
+            with self._write() as conn:
+                snapshot.write(conn, loaded, revision=revision)
+        self._report(loaded[0])
+        return loaded
 
     def _report(self, registry: RegistryDef) -> None:
         """Log each invalid row and broken setting once per store, not at every load."""
@@ -153,7 +168,10 @@ class SqlStore(OperatorRecords):
         definitions = []
         with self._write() as conn:
             _lock_registry(conn)
-            registry, _ = q.load_registry(conn)
+            before, loaded = snapshot.read(conn)
+            if loaded is None:
+                loaded = q.load_registry(conn)
+            registry = loaded[0]
             for name in names:
                 if name in registry.invalid:
                     raise DefinitionError([_invalid_row(name, registry.invalid[name])])
@@ -170,6 +188,7 @@ class SqlStore(OperatorRecords):
                         .where(processes.c.name == definition.name)
                         .values(document=doc, updated_at=datetime.now(UTC), **_promoted(definition))
                     )
+            _keep_snapshot(conn, before, loaded)
         return definitions
 
     # -- runs ---------------------------------------------------------------------------------
@@ -374,6 +393,19 @@ def _invalid_row(name: str, message: str) -> Problem:
 
 def _sans_source(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k != "source"}
+
+
+def _keep_snapshot(
+    conn: Connection, before: int | None = None, loaded: snapshot.Loaded | None = None
+) -> None:
+    """After a write of the registry, in its transaction: keep what the rows now give as the
+    snapshot, validating them again unless they are still the ones ``loaded`` at ``before``."""
+    revision = snapshot.current_revision(conn)  # after the writes: the triggers have counted them
+    if snapshot.fresh(conn, revision):
+        return
+    if loaded is None or revision != before:
+        loaded = q.load_registry(conn)
+    snapshot.write(conn, loaded, revision=revision)
 
 
 def _lock_registry(conn: Connection) -> None:

@@ -70,8 +70,12 @@ class Store(Protocol):
         not changed since (then validating and applying them again would change nothing)."""
         ...
 
-    def load_registry(self) -> tuple[RegistryDef, dict[str, datetime]]:
-        """The registry and, per process, when it was first applied."""
+    def load_registry(self, *, refresh: bool = False) -> tuple[RegistryDef, dict[str, datetime]]:
+        """The registry and, per process, when it was first applied. Unless the registry changed
+        since a writer last validated it, that validation's result (``registry.storage.snapshot``)
+        rather than the rows validated again. ``refresh``: rows validated again are kept as that
+        snapshot (a write, fenced like the others: for the live planner, never a read-only
+        command)."""
         ...
 
     def registry_revision(self) -> int:

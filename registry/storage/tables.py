@@ -16,6 +16,9 @@
     requests           operator requests (trigger, cancel, reset) waiting for the planner
     decisions          the decision log
     registry_digest    one row: the digest of the files last applied
+    registry_snapshot  one row: the registry as last validated, and the revision it is of, so
+                       that reading an unchanged registry validates nothing
+                       (``registry.storage.snapshot``); not watched: writing it is no change
 
 Rows never leave this module as domain objects: ``sqlstore`` converts them.
 """
@@ -36,6 +39,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -222,6 +226,18 @@ registry_digest = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("digest", String(64), nullable=False),
     Column("applied_at", UTCDateTime, nullable=False),
+)
+
+# One row (id 1) once a registry was validated by a writer: what ``load_registry`` returned (the
+# pickled registry and first-applied times), for the ``revision`` it was validated at, by the
+# planner of ``identity``. Not in WATCHED: storing a snapshot does not change the registry.
+registry_snapshot = Table(
+    "registry_snapshot",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("identity", String(64), nullable=False),
+    Column("data", LargeBinary, nullable=False),
 )
 
 #: the tables whose every change bumps ``registry_revision``

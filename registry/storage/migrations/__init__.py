@@ -12,5 +12,6 @@ revision does never changes.
 
 A new revision: change ``tables``, copy the newest file in ``versions/`` to the next number (its
 ``down_revision`` the previous one), write the ``op`` calls that take a database from the previous
-schema to the new one, and run ``tests/test_migrations.py``.
+schema to the new one, set ``registry.storage.schema_version.HEAD`` to its number (stores open a
+database at head without Alembic), and run ``tests/test_migrations.py``.
 """
