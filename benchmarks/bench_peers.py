@@ -14,8 +14,10 @@ every system once, and the order of the systems rotates from one repetition to t
    makespan (first start → last end on the workers) against ``max(critical path, work / 4)``.
 
 The planner is ``LiveDriver(...).run(until_idle=True)`` in-process with a SQLite file, as in
-``bench_live``; raw Dask uses the same in-process ``LocalCluster`` (``processes=False``, one
-worker; 2 threads for chains and throughput, 4 for the DAG). Luigi runs in a child process of its
+``bench_live``, on an in-process ``LocalCluster`` (``processes=False``, one worker; 2 threads for
+chains and throughput, 4 for the DAG) set up as ``planner run`` sets up its own (messages batched
+for 1 ms at most, ``planner.live.comms``). Raw Dask runs on a cluster with Dask's own settings,
+and again on the planner's. Luigi runs in a child process of its
 own (``luigi.build`` against a ``luigid`` started here on a free port), so its forked task processes
 fork from a small interpreter rather than from this one, which holds the Dask cluster.
 
@@ -61,18 +63,22 @@ SYSTEMS: dict[str, tuple[tuple[str, str], ...]] = {
         ("luigi", "luigi"),
         ("dask-loop", "dask"),
         ("dask-deps", "dask"),
+        ("dask-loop-quick", "dask"),
+        ("dask-deps-quick", "dask"),
     ),
     "throughput": (
         ("planner-64", "planner"),
         ("planner-default", "planner"),
         ("luigi", "luigi"),
         ("dask-map", "dask"),
+        ("dask-map-quick", "dask"),
     ),
     "dag": (
         ("planner", "planner"),
         ("planner-hints", "planner"),
         ("luigi", "luigi"),
         ("dask", "dask"),
+        ("dask-quick", "dask"),
     ),
 }
 LABELS = {
@@ -85,6 +91,10 @@ LABELS = {
     "dask-deps": "raw Dask resolving the dependency (whole chain submitted) — floor",
     "dask-map": "raw Dask, `client.map`",
     "dask": "raw Dask, `submit` with the dependencies' futures",
+    "dask-loop-quick": "raw Dask, client in the loop, on the planner's cluster settings",
+    "dask-deps-quick": "raw Dask resolving the dependency, on the planner's cluster settings",
+    "dask-map-quick": "raw Dask, `client.map`, on the planner's cluster settings",
+    "dask-quick": "raw Dask, `submit` with dependencies, on the planner's cluster settings",
 }
 
 
@@ -433,10 +443,13 @@ class Results:
 
 
 @contextlib.contextmanager
-def dask_client(threads: int) -> Iterator[Any]:
+def dask_client(threads: int, *, quick: bool = False) -> Iterator[Any]:
+    """An in-process cluster with Dask's settings, or (``quick``) as ``planner run`` builds its
+    own: message batching shortened to 1 ms (``planner.live.comms``)."""
     from distributed import Client, LocalCluster
 
     from benchmarks.bench_live import stamp
+    from planner.live.comms import quicken_cluster
 
     with (
         LocalCluster(
@@ -444,6 +457,8 @@ def dask_client(threads: int) -> Iterator[Any]:
         ) as cluster,
         Client(cluster) as client,
     ):
+        if quick:
+            quicken_cluster(client)
         client.submit(stamp, pure=False).result()  # warm up
         yield client
 
@@ -486,29 +501,35 @@ def run(args: argparse.Namespace, sizes: Sizes) -> Results:
         needs_small_cluster = ("planner" in peers or "dask" in peers) and (
             "chain" in args.only or "throughput" in args.only
         )
-        with dask_client(2) if needs_small_cluster else contextlib.nullcontext() as client:
-            if client is not None and "planner" in peers:  # warm up the planner's code paths
-                planner_chain(client, 5, names)
+        with (
+            dask_client(2) if needs_small_cluster else contextlib.nullcontext() as client,
+            dask_client(2, quick=True)
+            if needs_small_cluster
+            else contextlib.nullcontext() as quick,
+        ):
+            if quick is not None and "planner" in peers:  # warm up the planner's code paths
+                planner_chain(quick, 5, names)
             if "luigi" in peers:
                 luigi_run(port, names, "chain", 3, lw)
             for n in sizes.chains if "chain" in args.only else ():
                 chain: dict[str, Callable[[], Sample]] = {
-                    "planner": functools.partial(planner_chain, client, n, names),
+                    "planner": functools.partial(planner_chain, quick, n, names),
                     "luigi": functools.partial(luigi_run, port, names, "chain", n, lw),
                     "dask-loop": functools.partial(dask_chain_loop, client, n),
                     "dask-deps": functools.partial(dask_chain_deps, client, n),
+                    "dask-loop-quick": functools.partial(dask_chain_loop, quick, n),
+                    "dask-deps-quick": functools.partial(dask_chain_deps, quick, n),
                 }
                 _interleaved(
                     results, "chain", n, sizes.reps, {k: chain[k] for k in wanted("chain")}
                 )
             for m in sizes.jobs if "throughput" in args.only else ():
                 tp: dict[str, Callable[[], Sample]] = {
-                    "planner-64": functools.partial(planner_throughput, client, m, names, 64),
-                    "planner-default": functools.partial(
-                        planner_throughput, client, m, names, None
-                    ),
+                    "planner-64": functools.partial(planner_throughput, quick, m, names, 64),
+                    "planner-default": functools.partial(planner_throughput, quick, m, names, None),
                     "luigi": functools.partial(luigi_run, port, names, "independent", m, lw),
                     "dask-map": functools.partial(dask_map, client, m),
+                    "dask-map-quick": functools.partial(dask_map, quick, m),
                 }
                 _interleaved(
                     results, "throughput", m, sizes.reps, {k: tp[k] for k in wanted("throughput")}
@@ -517,12 +538,15 @@ def run(args: argparse.Namespace, sizes: Sizes) -> Results:
             jobs = layered_jobs(sizes.dag_n, sizes.dag_layers, seed=args.seed)
             results.dag = jobs
             needs_cluster = "planner" in peers or "dask" in peers
-            with dask_client(DAG_SLOTS) if needs_cluster else contextlib.nullcontext() as client:
+            with (
+                dask_client(DAG_SLOTS) if needs_cluster else contextlib.nullcontext() as client,
+                dask_client(DAG_SLOTS, quick=True)
+                if needs_cluster
+                else contextlib.nullcontext() as quick,
+            ):
                 dag: dict[str, Callable[[], Sample]] = {
-                    "planner": functools.partial(planner_dag, client, jobs, names, hints=False),
-                    "planner-hints": functools.partial(
-                        planner_dag, client, jobs, names, hints=True
-                    ),
+                    "planner": functools.partial(planner_dag, quick, jobs, names, hints=False),
+                    "planner-hints": functools.partial(planner_dag, quick, jobs, names, hints=True),
                     "luigi": functools.partial(
                         luigi_run,
                         port,
@@ -534,6 +558,7 @@ def run(args: argparse.Namespace, sizes: Sizes) -> Results:
                         seed=args.seed,
                     ),
                     "dask": functools.partial(dask_dag, client, jobs),
+                    "dask-quick": functools.partial(dask_dag, quick, jobs),
                 }
                 _interleaved(
                     results, "dag", len(jobs), sizes.reps, {k: dag[k] for k in wanted("dag")}
@@ -634,6 +659,12 @@ def report(args: argparse.Namespace, sizes: Sizes, results: Results, took_s: flo
                 f"client loop {_cell('chain', row.get('dask-loop'))}; "
                 f"Dask resolving the dependency {_cell('chain', row.get('dask-deps'))} (floor)"
             )
+            if row.get("dask-loop-quick") or row.get("dask-deps-quick"):
+                dask += (
+                    f"; on the planner's cluster settings: loop "
+                    f"{_cell('chain', row.get('dask-loop-quick'))}, floor "
+                    f"{_cell('chain', row.get('dask-deps-quick'))}"
+                )
         lines.append(
             f"| chain of {n} no-op jobs: gap end(i) → start(i+1), p50 / p99 ms "
             f"| {_cell('chain', row.get('planner'))} | {_cell('chain', row.get('luigi'))} "
@@ -651,7 +682,8 @@ def report(args: argparse.Namespace, sizes: Sizes, results: Results, took_s: flo
             f"| {m:,} independent no-op jobs: jobs/s (median) ".replace(",", " ")
             + f"| {planner} | {_cell('throughput', row.get('luigi'))} "
             f"(workers={args.luigi_workers}) | {_cell('throughput', row.get('dask-map'))} "
-            "(`client.map`) |"
+            f"(`client.map`); {_cell('throughput', row.get('dask-map-quick'))} on the planner's "
+            "cluster settings |"
         )
     if "dag" in args.only and results.dag:
         jobs = results.dag
@@ -664,7 +696,8 @@ def report(args: argparse.Namespace, sizes: Sizes, results: Results, took_s: flo
             f"| {len(jobs)}-job layered DAG (seed {args.seed}, {sizes.dag_layers} layers, "
             f"10–100 ms jobs), {DAG_SLOTS} slots: makespan (median); lower bound "
             f"**{bound:.2f} s** | {planner} | {_cell('dag', row.get('luigi'))} (workers=4) "
-            f"| {_cell('dag', row.get('dask'))} |"
+            f"| {_cell('dag', row.get('dask'))}; {_cell('dag', row.get('dask-quick'))} on the "
+            "planner's cluster settings |"
         )
     lines += ["", "## Details", ""]
     for (workload, size), row in s.items():
@@ -713,10 +746,12 @@ def report(args: argparse.Namespace, sizes: Sizes, results: Results, took_s: flo
     lines += [
         "## How it was measured",
         "",
-        "- Dask: one in-process `LocalCluster(processes=False, n_workers=1)` per shape, as "
-        "`bench_live`: 2 threads for chains and throughput, 4 for the DAG; the planner drives the "
-        "same cluster (`LiveDriver(...).run(until_idle=True)`, `Dispatcher(remote=False)`, a "
-        "fresh SQLite file per run).",
+        "- Dask: in-process `LocalCluster(processes=False, n_workers=1)`s, as `bench_live`: 2 "
+        "threads for chains and throughput, 4 for the DAG; two of each shape, one with Dask's "
+        "settings (raw Dask) and one as `planner run` builds its own (message batching 1 ms, "
+        "`planner.live.comms`): the planner drives that one (`LiveDriver(...).run(until_idle=True)`"
+        ", `Dispatcher(remote=False)`, a fresh SQLite file per run), and raw Dask runs on it too, "
+        "for comparison.",
         "- Luigi: `luigi.build(tasks, workers=N, scheduler_host=..., local_scheduler=False)` "
         "against a `luigid` started for the benchmark, in a child process of its own; with "
         "workers > 1 Luigi forks a process per task (its real behaviour). Each task writes its "

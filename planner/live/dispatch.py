@@ -41,6 +41,7 @@ from distributed import Client, Future, fire_and_forget
 
 from planner.core.events import ConditionAnswered
 from planner.live import once
+from planner.live.comms import quicken
 from planner.live.keys import attempt_key, attempt_of_key
 from planner.live.log_stream import LOG_TOPIC, LogChunk, chunk_from_event
 from planner.live.tasks import (
@@ -54,20 +55,6 @@ from registry.lifecycle import RunStatus
 from registry.records import ErrorInfo
 
 log = logging.getLogger(__name__)
-
-#: seconds the client may hold a message to the scheduler to batch it with others. Dask's client
-#: uses 10 ms, so a submit made within 10 ms of the previous message (the release of the future
-#: that just finished, say) waits out the rest: on a chain of short jobs that is most of each hop.
-SEND_INTERVAL = 0.001
-
-
-def quicken(client: Client) -> None:
-    """Shorten the client's batching interval to ``SEND_INTERVAL`` (set again after a reconnect;
-    a client without the attribute keeps Dask's own)."""
-    comm = getattr(client, "scheduler_comm", None)
-    if comm is not None and getattr(comm, "interval", SEND_INTERVAL) > SEND_INTERVAL:
-        comm.interval = SEND_INTERVAL
-
 
 LOG_FETCH_TIMEOUT_S = 10.0  # the most the loop waits for a longer log from the worker
 
