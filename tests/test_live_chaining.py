@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import tempfile
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from distributed import Client, LocalCluster
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from planner.live.dispatch import Dispatcher
 from planner.live.loop import LiveDriver, utcnow
@@ -187,16 +190,13 @@ processes:
     assert live_jobs.CALLS["sb"] == 0
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_on_one_slot_the_live_order_is_the_simulated_order(
-    tmp_path: Path, client: Client, seed: int
-) -> None:
-    """With one slot every decision is made at a completion, one at a time, so the order of
-    starts depends on the rules alone: the live loop (chaining on) must start what simulate
-    starts, in the same order — chained starts included."""
+def _live_and_simulated(root: Path, client: Client, seed: int, size: int) -> int:
+    """A random DAG of ``size`` no-op processes on one slot, run live (chaining on) until idle
+    and simulated: asserts they start the same processes in the same order; returns how many
+    live starts were chained."""
     rng = random.Random(seed)
     lines = ["slots: 1", "processes:"]
-    names = [f"q{seed}_{i:02d}" for i in range(14)]
+    names = [f"q{seed % 1000}_{i:02d}" for i in range(size)]
     for i, name in enumerate(names):
         ancestors = rng.sample(names[:i], k=min(i, rng.randint(0, 2)))
         lines += [
@@ -207,11 +207,34 @@ def test_on_one_slot_the_live_order_is_the_simulated_order(
         ]
         if ancestors:
             lines.append(f"    ancestors: [{', '.join(ancestors)}]")
-    store = _store(tmp_path, "\n".join(lines) + "\n", f"sqlite:///{tmp_path}/planner.db")
+    store = _store(root, "\n".join(lines) + "\n", f"sqlite:///{root}/planner.db")
     summary = _driver(store, client).run(until_idle=True)
     live = [r.process for r in sorted(store.history(), key=lambda r: r.start or r.queued)]
     registry, _ = store.load_registry()
+    store.close()
     sim = simulate(registry, start=utcnow(), until=utcnow() + timedelta(days=1))
     assert live == [r.process for r in sim.runs]
     assert summary.statuses == {"succeeded": len(names)}
-    assert summary.ahead > 0  # not vacuous: some of those starts were chained
+    return summary.ahead
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_on_one_slot_the_live_order_is_the_simulated_order(
+    tmp_path: Path, client: Client, seed: int
+) -> None:
+    """With one slot every decision is made at a completion, one at a time, so the order of
+    starts depends on the rules alone: the live loop (chaining on) must start what simulate
+    starts, in the same order — chained starts included."""
+    assert _live_and_simulated(tmp_path, client, seed, 14) > 0  # not vacuous: some chained
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(seed=st.integers(min_value=3, max_value=2**31), size=st.integers(min_value=2, max_value=16))
+def test_on_one_slot_live_and_simulated_decisions_agree_on_random_dags(
+    client: Client, seed: int, size: int
+) -> None:
+    """The same, as a property: random DAGs, priorities and expected durations."""
+    with tempfile.TemporaryDirectory() as root:
+        _live_and_simulated(Path(root), client, seed, size)
