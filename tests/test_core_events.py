@@ -10,6 +10,7 @@ import pytest
 from planner.core.events import (
     CapacityChanged,
     ProcessReset,
+    Reason,
     RegistryChanged,
     RunFinished,
     RunSettled,
@@ -32,11 +33,18 @@ S = RunStatus
 
 
 class CountingPlanner(Planner):
-    """The real core, recording which processes it evaluates (a wrapper, not a mock)."""
+    """The real core, recording which processes it evaluates (a wrapper, not a mock): by the
+    short path of a plain single process (``_plain_reasons``), or by every rule."""
 
     def __init__(self, reg: RegistryDef, *, now: datetime, **kwargs: object) -> None:
         self.evaluated: list[str] = []
         super().__init__(reg, now=now, **kwargs)  # type: ignore[arg-type]
+
+    def _plain_reasons(self, ps: ProcState) -> tuple[Reason, ...] | None:
+        reasons = super()._plain_reasons(ps)
+        if reasons is not None:
+            self.evaluated.append(ps.name)
+        return reasons
 
     def _evaluate(self, ps: ProcState, now: datetime) -> Readiness:
         self.evaluated.append(ps.name)

@@ -4,7 +4,8 @@ Holds the dependency graph (``graph``), fire times (``schedule``), per-process s
 the readiness rules and their reason codes (``readiness``), ranking (``ranking``), the candidate
 list grouped by capacity needs (``candidates``), capacity and reservations (``capacity``,
 ``reservation``), explanations (``explain``), the event and decision
-types (``events``) and the ``Planner`` that ties them together (``planner``).
+types (``events``) and the ``Planner`` that ties them together (``planner``); ``collector``
+pauses Python's cyclic garbage collector while the core works over a whole large registry.
 
 May import: the standard library, networkx/croniter/sortedcontainers, and ``registry``'s domain
 modules (``model``, ``records``, ``lifecycle``, ``errors``). Never ``planner.live``,

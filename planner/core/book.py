@@ -22,12 +22,14 @@ from datetime import datetime
 
 from planner.core import capacity
 from planner.core.candidates import Candidates
+from planner.core.collector import paused_for
 from planner.core.events import (
     CapacityChanged,
     Code,
     ConditionAnswered,
     Event,
     ProcessReset,
+    Reason,
     RegistryChanged,
     RunFinished,
     RunSettled,
@@ -35,7 +37,7 @@ from planner.core.events import (
 )
 from planner.core.graph import Dag
 from planner.core.ranking import rank_key
-from planner.core.readiness import Readiness, evaluate
+from planner.core.readiness import Readiness, evaluate, plain_reasons
 from planner.core.schedule import Schedule, zone
 from planner.core.state import Flight, ProcState
 from registry.lifecycle import RunStatus
@@ -186,8 +188,7 @@ class ProcessBook:
                 duration = event.duration_s
                 if duration is None:
                     duration = (event.at - flight.started).total_seconds()
-                ps.durations.append(max(duration, 0.0))
-                ps.refresh_estimate()
+                ps.add_duration(max(duration, 0.0))
                 ps.successes += 1
                 ps.last_success_end = event.at
                 self.dirty.update(self.dag.successors(name))
@@ -203,6 +204,16 @@ class ProcessBook:
     # -- registry ---------------------------------------------------------------------------------
 
     def _apply_registry(
+        self,
+        registry: RegistryDef,
+        applied_at: Mapping[str, datetime],
+        histories: Mapping[str, ProcessHistory],
+    ) -> None:
+        # a new registry is bulk work: states, graph and critical paths of every process
+        with paused_for(len(registry.processes) + len(registry.invalid)):
+            self._take_registry(registry, applied_at, histories)
+
+    def _take_registry(
         self,
         registry: RegistryDef,
         applied_at: Mapping[str, datetime],
@@ -337,6 +348,11 @@ class ProcessBook:
 
     # -- evaluation -------------------------------------------------------------------------------
 
+    def _plain_reasons(self, ps: ProcState) -> tuple[Reason, ...] | None:
+        """The evaluation of a plain single process, by its short path: its reasons
+        (``readiness.plain_reasons``); None for a process that needs ``_evaluate``."""
+        return plain_reasons(ps, self.states)
+
     def _evaluate(self, ps: ProcState, now: datetime) -> Readiness:
         if ps.schedule is not None and not ps.next_fire_valid:
             ps.next_fire = ps.schedule.first_after(ps.last_fire)
@@ -352,7 +368,7 @@ class ProcessBook:
             return sorted(n for n in names if n in self.states)
         if self._sorted_names is None:
             self._sorted_names = sorted(self.states)
-        if names is None:
+        if names is None or self.states.keys() <= names:  # every process (a cold evaluation)
             return self._sorted_names
         return [n for n in self._sorted_names if n in names]
 

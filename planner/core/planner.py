@@ -22,7 +22,9 @@ So a completion costs O(descendants + starts · log n), not O(registry). ``plan(
 side-effect-free dry run behind ``planner plan``/``explain``; it re-evaluates every process whose
 last evaluation may not hold at ``now`` (all of them before any ``handle``). A plain single
 process waiting on its ancestors — most of a large DAG at a cold start — is evaluated by a short
-path (``readiness.evaluate``) that gives the same reasons as every rule in turn.
+path (``readiness.plain_reasons``) that gives the same reasons as every rule in turn, and keeps
+nothing but them. Work over a whole large registry (a new registry, a cold evaluation, a dry run)
+runs with Python's cyclic garbage collector paused (``planner.core.collector``).
 
 Drivers (``planner.live`` for Dask, ``planner.simulation`` for the virtual clock) own time and
 I/O: they feed events with the instant they happened and carry out the returned ``Step``.
@@ -39,6 +41,7 @@ from typing import Any
 from planner.core import capacity
 from planner.core.candidates import Walk
 from planner.core.chaining import Chain, Chaining, next_run
+from planner.core.collector import paused_for
 from planner.core.events import (
     ChainKept,
     Code,
@@ -50,10 +53,11 @@ from planner.core.events import (
     StartKind,
     StartRun,
     Step,
+    make_decision,
 )
 from planner.core.explain import blocked_sentence
 from planner.core.ranking import rank_key
-from planner.core.readiness import Readiness
+from planner.core.readiness import Readiness, plain_readiness
 from planner.core.reservation import Hold
 from planner.core.state import Flight, ProcState
 from registry.lifecycle import RunStatus
@@ -79,15 +83,16 @@ class Planner(Chaining):
         withdrawn: list[str] = []
         self._apply_events(now, events, starts, decisions, withdrawn)
         self._pop_wakeups(now)
-        while True:
-            fresh = self._reevaluate(now, decisions)
-            round_starts = self._allocate(now, fresh, decisions)
-            starts.extend(round_starts)
-            # a start may leave the process a candidate again (queued triggers, max_active > 1):
-            # another round records the new reasons of what started, and holds back (alarms)
-            # what became a candidate again even when no slot is left
-            if not round_starts or not self.dirty:
-                break
+        with paused_for(len(self.dirty)):  # a cold evaluation: see planner.core.collector
+            while True:
+                fresh = self._reevaluate(now, decisions)
+                round_starts = self._allocate(now, fresh, decisions)
+                starts.extend(round_starts)
+                # a start may leave the process a candidate again (queued triggers, max_active >
+                # 1): another round records the new reasons of what started, and holds back
+                # (alarms) what became a candidate again even when no slot is left
+                if not round_starts or not self.dirty:
+                    break
         chained = self._revise_chains(now, withdrawn)
         settled, self._pending_settled = tuple(self._pending_settled), []
         return Step(
@@ -146,6 +151,10 @@ class Planner(Chaining):
 
     def plan(self, now: datetime) -> list[Decision]:
         """Dry run at ``now``: each process with ``start``/``wait`` and reasons; changes nothing."""
+        with paused_for(len(self.states)):  # a decision per process: see planner.core.collector
+            return self._plan(now)
+
+    def _plan(self, now: datetime) -> list[Decision]:
         evaluations: dict[str, Readiness] = {}  # of reserved processes, for their holds
         reserved = self.reserved
         ranked: list[tuple[tuple[Any, ...], ProcState]] = []
@@ -153,18 +162,21 @@ class Planner(Chaining):
         # after a handle nothing is dirty: each last evaluation that still holds at ``now`` is
         # what evaluating again would give (reserved ones are evaluated again for their holds)
         cached = not self.dirty
+        states = self.states
         for name in self._names_in_order(None):
-            ps = self.states[name]
+            ps = states[name]
             last = ps.readiness
             if cached and name not in reserved and self._still_holds(ps, last, now):
                 reasons = ps.reasons if last is None else last.reasons
+            elif name not in reserved and (plain := self._plain_reasons(ps)) is not None:
+                reasons = plain  # what evaluating it gives, without the rest of an evaluation
             else:
                 r = self._evaluate(ps, now)
                 reasons = r.reasons
                 if name in reserved:
                     evaluations[name] = r
             if reasons:
-                waits.append(Decision(process=name, decision="wait", reasons=reasons))
+                waits.append(make_decision(name, "wait", reasons))
             else:
                 since = ps.ready_since
                 ps_key = self._key_for(ps, since or now)
@@ -179,18 +191,18 @@ class Planner(Chaining):
         slots_full = (Reason(Code.SLOTS, f"all {self.slots} slots busy"),)
         for _key, ps in ranked:
             if free <= 0:  # what blocker() says first, without asking it each time
-                out.append(Decision(process=ps.name, decision="wait", reasons=slots_full))
+                out.append(make_decision(ps.name, "wait", slots_full))
                 continue
             blocker = self._blocker(ps, now, free, pool_use, resource_use, holds, busy)
             if blocker is None:
-                out.append(Decision(process=ps.name, decision="start"))
+                out.append(make_decision(ps.name, "start"))
                 free -= 1
                 capacity.take(ps.definition.pool, ps.definition.resources, pool_use, resource_use)
                 holds = [h for h in holds if h.process != ps.name]
                 if holds:
                     busy.append(ps.estimated_end(now, now))
             else:
-                out.append(Decision(process=ps.name, decision="wait", reasons=(blocker,)))
+                out.append(make_decision(ps.name, "wait", (blocker,)))
         return out + waits
 
     def _still_holds(self, ps: ProcState, r: Readiness | None, now: datetime) -> bool:
@@ -266,40 +278,60 @@ class Planner(Chaining):
         fresh: list[ProcState] = []
         joining: list[tuple[Any, ...]] = []
         dirty, self.dirty = self.dirty, set()
+        # a cold evaluation passes here once per process: what the loop reads, read once
+        states, reserved, wakeups = self.states, self.reserved, self.wakeups
+        candidates, ranking = self.candidates, self.registry.ranking
+        plain, evaluate = self._plain_reasons, self._evaluate
+        seq = self.evaluations
         # in name order: decisions come out in the same order every run
         for name in self._names_in_order(dirty):
-            ps = self.states[name]
-            r = self._evaluate(ps, now)
-            # kept while it says more than the reasons: a candidate's (how it would start), a
-            # reserved process's (its reservation), or one a time rule will change; not for the
-            # bulk of a cold evaluation, waiting on ancestors (one object less per process)
-            keep = not r.reasons or r.next_check is not None or name in self.reserved
-            ps.readiness = r if keep else None
-            ps.reasons = r.reasons
-            self.evaluations += 1
-            ps.evaluation, ps.evaluated_at = self.evaluations, now
+            ps = states[name]
+            # the evaluation is kept while it says more than the reasons: a candidate's (how it
+            # would start), a reserved process's (its reservation), or one a time rule will
+            # change; not for the bulk of a cold evaluation, waiting on ancestors
+            reasons = plain(ps)
+            r: Readiness | None
+            if reasons is not None:  # a plain single process: no time rule, no wake-up
+                next_check = None
+                r = plain_readiness(ps, now, reasons) if not reasons or name in reserved else None
+            else:
+                r = evaluate(ps, now)
+                reasons, next_check = r.reasons, r.next_check
+                if reasons and next_check is None and name not in reserved:
+                    r = None
+            ps.readiness = r
+            ps.reasons = reasons
+            seq += 1
+            ps.evaluation = seq
+            ps.evaluated_at = now
             ps.check_version += 1  # the previous wake-up, if any, no longer applies
-            if r.next_check is not None:
-                heapq.heappush(self.wakeups, (r.next_check, ps.check_version, name))
-            if not r.reasons:  # a candidate
+            if next_check is not None:
+                heapq.heappush(wakeups, (next_check, ps.check_version, name))
+            if not reasons:  # a candidate
                 if not ps.candidate:
                     ps.candidate = True
                     ps.ready_since = ps.ready_since or now
                 fresh.append(ps)
-                key = rank_key(ps, self.registry.ranking)
+                key = rank_key(ps, ranking)
                 if key != ps.rank:
                     if ps.rank is not None:
-                        self.candidates.discard(ps.rank)
+                        candidates.discard(ps.rank)
                     ps.rank = key
                     joining.append(key)
                 else:
-                    self.candidates.unsettle(key)  # its reasons were just reset
-            else:
-                if ps.rank is not None:
-                    self.candidates.discard(ps.rank)
-                ps.rank, ps.candidate, ps.ready_since, ps.alarmed = None, False, None, False
-                self._note(ps, "wait", r.reasons, decisions)
-        self.candidates.update(joining)  # at once: a cold evaluation adds thousands
+                    candidates.unsettle(key)  # its reasons were just reset
+                continue
+            if ps.rank is not None:
+                candidates.discard(ps.rank)
+                ps.rank = None
+            ps.candidate = ps.alarmed = False
+            ps.ready_since = None
+            codes = logged_codes("wait", reasons)  # ``_note``, inline
+            if ps.logged != codes:
+                ps.logged = codes
+                decisions.append(make_decision(name, "wait", reasons))
+        self.evaluations = seq
+        candidates.update(joining)  # at once: a cold evaluation adds thousands
         return fresh
 
     # -- allocation -------------------------------------------------------------------------------
@@ -339,15 +371,24 @@ class Planner(Chaining):
                     break
                 walk.started(group)
         slots_full = Reason(Code.SLOTS, f"all {self.slots} slots busy")
+        shared = (slots_full,)  # one tuple for them all: a cold start holds back thousands
         for ps in fresh:
             if ps.candidate and ps.name not in blocked and ps.rank is not None:
-                self._hold_back(ps, slots_full, decisions)
+                self._hold_back(ps, slots_full, decisions, shared)
         return starts
 
-    def _hold_back(self, ps: ProcState, reason: Reason, decisions: list[Decision]) -> None:
-        """A candidate that capacity keeps waiting; a recurrent one becomes alarmed."""
-        ps.reasons = (reason,)
-        self._note(ps, "wait", (reason,), decisions)
+    def _hold_back(
+        self,
+        ps: ProcState,
+        reason: Reason,
+        decisions: list[Decision],
+        reasons: tuple[Reason] | None = None,
+    ) -> None:
+        """A candidate that capacity keeps waiting; a recurrent one becomes alarmed.
+        ``reasons``: ``(reason,)``, when many hold-backs share it."""
+        reasons = reasons or (reason,)
+        ps.reasons = reasons
+        self._note(ps, "wait", reasons, decisions)
         if ps.definition.recurrent and not ps.alarmed:
             ps.alarmed = True
             if ps.rank is not None:
@@ -415,7 +456,7 @@ class Planner(Chaining):
         codes = logged_codes(decision, reasons)
         if decision == "start" or ps.logged != codes:
             ps.logged = codes
-            out.append(Decision(process=ps.name, decision=decision, reasons=reasons))
+            out.append(make_decision(ps.name, decision, reasons))
 
     def _key_for(self, ps: ProcState, since: datetime) -> tuple[Any, ...]:
         saved = ps.ready_since

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
-from planner.core.events import Code, Reason, StartKind, TriggerRequested
+from planner.core.events import Code, Reason, StartKind, TriggerRequested, make_reason
 from planner.core.schedule import local_time_today, next_local_midnight
 from planner.core.state import Flight, ProcState, Readiness
 from registry.lifecycle import RunStatus
@@ -56,21 +56,18 @@ def ancestor_problems(ps: ProcState, states: Mapping[str, ProcState]) -> list[st
 
 
 _DONE = Reason(Code.DONE, "single process already succeeded")
+_ONLY_DONE = (_DONE,)
 
 
-def evaluate(
-    ps: ProcState,
-    t: datetime,
-    states: Mapping[str, ProcState],
-    *,
-    tz: ZoneInfo,
-    online_since: datetime,
-) -> Readiness:
-    """Every readiness rule of the SPEC for ``ps`` at ``t``. ``ps.next_fire`` must be current."""
+def plain_reasons(ps: ProcState, states: Mapping[str, ProcState]) -> tuple[Reason, ...] | None:
+    """The reasons of a plain single process, which nothing but its ancestors (and having
+    succeeded) can hold back — most of a large DAG waiting on its ancestors — cheaply: the same
+    reasons as every rule in turn (``evaluate_rules``). None for any other process.
+
+    A cold evaluation calls it once per process; for a waiting one, the reasons are all it
+    keeps (``plain_readiness`` makes the whole evaluation of one)."""
     d = ps.definition
-    if (
-        # the common case, cheaply: a plain single process that nothing but its ancestors (and
-        # having succeeded) can hold back — most of a large DAG waiting on its ancestors
+    if not (
         not ps.flights
         and not ps.retrying
         and not ps.triggers
@@ -88,17 +85,35 @@ def evaluate(
         and ps.invalid is None
         and ps.last_outcome not in _FAILED
     ):
-        stale = ancestor_problems(ps, states) if d.ancestors else None
-        if ps.successes:
-            reasons: tuple[Reason, ...] = (_DONE,)
-            if stale:
-                reasons = (_DONE, Reason(Code.ANCESTORS, ", ".join(stale)))
-        elif stale:
-            reasons = (Reason(Code.ANCESTORS, ", ".join(stale)),)
-        else:
-            reasons = ()
-        opens_at = None if ps.successes else t
-        return Readiness(reasons, StartKind.SINGLE, t, None, opens_at)
+        return None
+    stale = ancestor_problems(ps, states) if d.ancestors else None
+    if ps.successes:
+        if stale:
+            return (_DONE, make_reason(Code.ANCESTORS, ", ".join(stale)))
+        return _ONLY_DONE
+    if stale:
+        return (make_reason(Code.ANCESTORS, ", ".join(stale)),)
+    return ()
+
+
+def plain_readiness(ps: ProcState, t: datetime, reasons: tuple[Reason, ...]) -> Readiness:
+    """The evaluation at ``t`` of a plain single process whose ``plain_reasons`` are
+    ``reasons``: no time rule applies, and it may start at once unless it already succeeded."""
+    return Readiness(reasons, StartKind.SINGLE, t, None, None if ps.successes else t)
+
+
+def evaluate(
+    ps: ProcState,
+    t: datetime,
+    states: Mapping[str, ProcState],
+    *,
+    tz: ZoneInfo,
+    online_since: datetime,
+) -> Readiness:
+    """Every readiness rule of the SPEC for ``ps`` at ``t``. ``ps.next_fire`` must be current."""
+    reasons = plain_reasons(ps, states)  # the common case, cheaply
+    if reasons is not None:
+        return plain_readiness(ps, t, reasons)
     return evaluate_rules(ps, t, states, tz=tz, online_since=online_since)
 
 
