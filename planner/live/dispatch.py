@@ -11,8 +11,9 @@ owns retries and their delays).
 The tasks Dask runs for attempts, and their events, are in ``planner.live.tasks``.
 
 Restart safety: with a remote scheduler every attempt is also ``fire_and_forget``-ed, so a dead
-planner does not cancel work, and the worker-side wrapper logs ``started``/``finished`` events under
-the ``dask-planner`` topic. A restarted planner re-attaches to attempts the scheduler still runs and
+planner does not cancel work, and ``started``/``finished`` events are logged under the
+``dask-planner`` topic (the start by the scheduler as it grants the attempt's claim, the end by the
+worker-side wrapper). A restarted planner re-attaches to attempts the scheduler still runs and
 reads the outcome of those that finished while it was down from the scheduler's event log (which
 keeps the last ``distributed.admin.low-level-log-length`` events per topic).
 

@@ -18,7 +18,12 @@ first, which ``withdraw`` reports (too late: it runs as if started before the wi
 
 The claimed set lives in the scheduler's memory (bounded: the oldest of ``MAX_CLAIMS`` keys are
 forgotten) and survives planner restarts on a remote scheduler. One round trip to the scheduler
-per attempt, on the worker.
+per attempt, on the worker; the claim also carries the attempt's ``started`` event, which the
+scheduler publishes to the planner when (and only when) it grants the claim, so a start costs one
+message from the worker, not two.
+
+The handler's state is kept apart per handler name: a scheduler that served an earlier planner
+version keeps that version's claims under its old name.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import Any
 from distributed import Client
 from distributed.utils import sync
 
-HANDLER = "planner_claim_attempt"
+HANDLER = "planner_claim_attempt_2"
 WITHDRAW = "planner_withdraw_attempts"
 #: "every submission so far and later": withdrawing a key for good
 FOREVER = 2**63
@@ -56,13 +61,17 @@ def _install(dask_scheduler: Any = None) -> bool:
         if len(book) > MAX_CLAIMS:
             book.popitem(last=False)
 
-    def claim(comm: Any = None, key: str = "") -> bool:
+    def claim(
+        comm: Any = None, key: str = "", topic: str = "", event: dict[str, Any] | None = None
+    ) -> bool:
         attempt, submitted = split_token(key)
         if key in claimed or submitted < withdrawn.get(attempt, -1):
             return False
         remember(claimed, key)
         if attempt not in first or submitted < first[attempt]:
             remember(first, attempt, submitted)
+        if event is not None:  # the start, announced only once it is certain
+            dask_scheduler.log_event(topic, event)
         return True
 
     def withdraw(
@@ -131,7 +140,8 @@ def _withdraw(
     return late
 
 
-def claim(worker: Any, key: str) -> bool:
-    """On a worker's task thread: True if this is the first execution of ``key``."""
+def claim(worker: Any, key: str, topic: str = "", event: dict[str, Any] | None = None) -> bool:
+    """On a worker's task thread: True if this is the first execution of ``key``; then the
+    scheduler logs ``event`` (if given) under ``topic``."""
     rpc = getattr(worker.scheduler, HANDLER)
-    return bool(sync(worker.loop, rpc, key=key))
+    return bool(sync(worker.loop, rpc, key=key, topic=topic, event=event))

@@ -45,28 +45,24 @@ def _log(msg: dict[str, Any], worker: Any = None) -> None:
 
 
 def run_attempt(spec: JobSpec, key: str, token: str | None = None) -> JobOutcome:
-    """The task Dask runs for one attempt, on the worker: claim it, report the start, execute,
-    report. A second execution of the same attempt (Dask re-running it) raises at the claim."""
-    try:
-        claimer: Any = get_worker()
-    except ValueError:  # not on a worker (tests calling run_attempt directly)
-        claimer = None
-    if claimer is not None and not once.claim(claimer, token or key):
-        raise once.AttemptAlreadyRan(f"attempt {key} already ran (its worker died); not run again")
-    _log(
-        {
-            "event": "started",
-            "key": key,
-            "run_id": spec.run_id,
-            "attempt": spec.attempt,
-            "start": datetime.now(UTC).isoformat(),
-            "worker": _worker_address(),
-        }
-    )
+    """The task Dask runs for one attempt, on the worker: claim it (the scheduler reports the
+    start as it grants the claim), execute, report the end. A second execution of the same
+    attempt (Dask re-running it) raises at the claim."""
     try:
         worker: Any = get_worker()
-    except ValueError:
+    except ValueError:  # not on a worker (tests calling run_attempt directly)
         worker = None
+    started = {
+        "event": "started",
+        "key": key,
+        "run_id": spec.run_id,
+        "attempt": spec.attempt,
+        "start": datetime.now(UTC).isoformat(),
+        "worker": _worker_address(),
+    }
+    # the scheduler publishes the start with its answer: one message, and never for a re-run
+    if worker is not None and not once.claim(worker, token or key, TOPIC, started):
+        raise once.AttemptAlreadyRan(f"attempt {key} already ran (its worker died); not run again")
 
     def overdue() -> None:  # on the timeout's timer thread
         if worker is not None:
