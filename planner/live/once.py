@@ -22,7 +22,7 @@ per attempt, on the worker; the claim also carries the attempt's ``started`` eve
 scheduler publishes to the planner when (and only when) it grants the claim, so a start costs one
 message from the worker, not two.
 
-The handler's state is kept apart per handler name: a scheduler that served an earlier planner
+The handlers' state is kept apart per handler name: a scheduler that served an earlier planner
 version keeps that version's claims under its old name.
 """
 
@@ -38,7 +38,7 @@ from distributed import Client
 from distributed.utils import sync
 
 HANDLER = "planner_claim_attempt_2"
-WITHDRAW = "planner_withdraw_attempts"
+WITHDRAW = "planner_withdraw_attempts_2"
 #: "every submission so far and later": withdrawing a key for good
 FOREVER = 2**63
 #: keys remembered on the scheduler; far more than attempts can be in flight or in doubt at once
