@@ -153,7 +153,9 @@ def test_plan_status_explain_and_show_read_the_snapshot(
     for args in (("plan", "--format", "json"), ("status",), ("explain", "b"), ("show", "a")):
         result = invoke(applied.url, *args)
         assert result.exit_code == 0, (args, result.output, result.exception)
-    decisions = json.loads(invoke(applied.url, "plan", "--format", "json").stdout)["decisions"]
+    decisions = json.loads(
+        invoke(applied.url, "plan", "--at", T.isoformat(), "--format", "json").stdout
+    )["decisions"]
     assert {d["process"] for d in decisions} == {"a", "b", "fan.x", "fan.y", "other"}
 
 
@@ -224,7 +226,9 @@ def test_a_bad_sql_edit_is_refused_for_that_process_alone(
     assert validations == [5]
     assert BROKEN_A in registry_.invalid["a"]
     assert set(registry_.processes) == {"b", "fan.x", "fan.y", "other"}
-    decisions = json.loads(invoke(applied.url, "plan", "--format", "json").stdout)["decisions"]
+    decisions = json.loads(
+        invoke(applied.url, "plan", "--at", T.isoformat(), "--format", "json").stdout
+    )["decisions"]
     reasons = {d["process"]: d["reasons"] for d in decisions}
     assert reasons["a"][0]["code"] == "invalid"
     assert reasons["b"] == [{"code": "ancestors", "detail": "a (invalid)"}]
