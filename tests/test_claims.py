@@ -1,17 +1,27 @@
 """The claim that keeps an attempt at most once also announces its start: the scheduler publishes
 the ``started`` event when, and only when, it grants the claim. A refused claim (a re-run, or a
 withdrawn submission) publishes nothing, so the planner never hears of a start that did not
-happen. On a real in-process cluster, claims made from the worker's task threads."""
+happen. On a real in-process cluster, claims made from the worker's task threads.
+
+Claims sent ahead (``planner.live.claim_ahead``): with the plugin, an attempt's claim goes from the
+worker's event loop as the worker decides to run it, so the task's thread asks nothing itself;
+the guarantee is unchanged — a repeated or withdrawn submission is refused and announces
+nothing, a chained attempt whose ancestor failed claims nothing — and nothing is left behind on
+the worker."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from distributed import Client, LocalCluster, get_worker
 
-from planner.live import once
+from planner.live import claim_ahead, once
+from planner.live.tasks import run_attempt, run_chained
+from planner.live.worker import JobOutcome, JobSpec
+from registry.lifecycle import RunStatus
 
 pytestmark = pytest.mark.integration
 
@@ -22,11 +32,11 @@ TOPIC = "claims-test"
 def client() -> Iterator[Client]:
     with (
         LocalCluster(
-            processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"
+            processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0"
         ) as cluster,
         Client(cluster) as c,
     ):
-        once.install(c)
+        once.install(c, TOPIC)
         yield c
 
 
@@ -35,7 +45,7 @@ def _claim(token: str, note: str) -> bool:
 
 
 def _notes(client: Client) -> list[Any]:
-    return [msg["note"] for _, msg in client.get_events(TOPIC)]
+    return [msg.get("note") for _, msg in client.get_events(TOPIC)]
 
 
 def test_a_granted_claim_publishes_the_start_and_a_repeated_one_does_not(client: Client) -> None:
@@ -55,3 +65,116 @@ def test_a_withdrawn_submission_is_refused_without_a_start(client: Client) -> No
     other = once.new_token("b-1")  # a later submission of the same attempt key is its own
     assert client.submit(_claim, other, "later", pure=False).result() is True
     assert "later" in _notes(client)
+
+
+@pytest.fixture
+def thread_claims(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The claims asked from a task's thread (the way without the plugin)."""
+    asked: list[str] = []
+    real = once.claim
+
+    def counted(worker: Any, key: str, *args: Any, **kwargs: Any) -> bool:
+        asked.append(key)
+        return real(worker, key, *args, **kwargs)
+
+    monkeypatch.setattr(once, "claim", counted)
+    return asked
+
+
+def _spec(run_id: str, run: str = "workflows.jobs.demo:noop", **params: Any) -> JobSpec:
+    process = run_id.rsplit("-", 1)[0]
+    now = datetime.now(UTC)
+    return JobSpec(process=process, run_id=run_id, attempt=1, scheduled=now, run=run, params=params)
+
+
+def _starts(client: Client, key: str) -> int:
+    return sum(
+        1
+        for _, msg in client.get_events(TOPIC)
+        if msg.get("event") == "started" and msg.get("key") == key
+    )
+
+
+def _pending(client: Client) -> list[int]:
+    def sizes(dask_worker: Any) -> list[int]:
+        claims = getattr(dask_worker, "_dask_planner_claims_ahead", None)
+        return [len(claims.grants), len(claims.tokens)] if claims else [-1, -1]
+
+    return [n for answer in client.run(sizes).values() for n in answer]
+
+
+def test_the_claim_is_sent_ahead_and_the_start_published_once(
+    client: Client, thread_claims: list[str]
+) -> None:
+    token = once.new_token("ahead-1/1")
+    outcome = client.submit(
+        run_attempt, _spec("ahead-1"), "ahead-1/1", token, key="k-ahead"
+    ).result()
+    assert outcome.status is RunStatus.SUCCEEDED
+    assert thread_claims == []  # the thread asked nothing: its answer was waiting
+    assert _starts(client, "ahead-1/1") == 1
+    again = client.submit(run_attempt, _spec("ahead-1"), "ahead-1/1", token, key="k-again")
+    with pytest.raises(once.AttemptAlreadyRan):
+        again.result()
+    assert thread_claims == []
+    assert _starts(client, "ahead-1/1") == 1  # the refused re-run announced nothing
+
+
+def test_a_withdrawn_submission_is_refused_ahead(client: Client, thread_claims: list[str]) -> None:
+    token = once.new_token("gone-1/1")
+    assert once.withdraw(client, [token]) == set()
+    future = client.submit(run_attempt, _spec("gone-1"), "gone-1/1", token, key="k-gone")
+    with pytest.raises(once.AttemptAlreadyRan):
+        future.result()
+    assert thread_claims == [] and _starts(client, "gone-1/1") == 0
+
+
+def test_a_chained_attempt_after_a_failure_claims_nothing(
+    client: Client, thread_claims: list[str]
+) -> None:
+    failed = client.submit(
+        run_attempt,
+        _spec("first-1", run="tests.live_jobs:raise_named", kind="ValueError"),
+        "first-1/1",
+        once.new_token("first-1/1"),
+        key="k-first",
+    )
+    token = once.new_token("next-1/1")
+    chained = client.submit(run_chained, failed, _spec("next-1"), "next-1/1", token, key="k-next")
+    outcome: JobOutcome = chained.result()
+    assert outcome.status is RunStatus.CANCELLED
+    assert _starts(client, "next-1/1") == 0 and thread_claims == []
+    # it was never claimed: the token is still free
+    assert client.submit(_claim, token, "late", pure=False).result() is True
+
+
+def test_a_chained_attempt_after_a_success_is_claimed_ahead(
+    client: Client, thread_claims: list[str]
+) -> None:
+    first = client.submit(
+        run_attempt, _spec("up-1"), "up-1/1", once.new_token("up-1/1"), key="k-up"
+    )
+    token = once.new_token("down-1/1")
+    chained = client.submit(run_chained, first, _spec("down-1"), "down-1/1", token, key="k-down")
+    assert chained.result().status is RunStatus.SUCCEEDED
+    assert thread_claims == [] and _starts(client, "down-1/1") == 1
+
+
+def test_many_attempts_leave_no_claim_behind_on_the_worker(client: Client) -> None:
+    keys = [f"many-{i}/1" for i in range(50)]
+    futures = client.map(
+        run_attempt,
+        [_spec(f"many-{i}") for i in range(50)],
+        keys,
+        [once.new_token(k) for k in keys],
+        key=[f"k-many-{i}" for i in range(50)],
+    )
+    assert {f.result().status for f in futures} == {RunStatus.SUCCEEDED}
+    assert _pending(client) == [0, 0]  # each was dropped as its task's result was kept
+
+
+def test_a_worker_without_the_plugin_claims_from_the_thread() -> None:
+    class Bare:
+        pass
+
+    assert claim_ahead.await_grant(Bare(), "x-1/1") is None

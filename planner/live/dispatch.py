@@ -98,7 +98,7 @@ class Dispatcher:
         client.subscribe_topic(TOPIC, self._on_event)
         client.subscribe_topic(LOG_TOPIC, self._on_log)
         quicken(client)
-        once.install(client)
+        once.install(client, TOPIC)
 
     # Dask's thread ------------------------------------------------------------------------------
 

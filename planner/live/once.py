@@ -18,9 +18,10 @@ first, which ``withdraw`` reports (too late: it runs as if started before the wi
 
 The claimed set lives in the scheduler's memory (bounded: the oldest of ``MAX_CLAIMS`` keys are
 forgotten) and survives planner restarts on a remote scheduler. One round trip to the scheduler
-per attempt, on the worker; the claim also carries the attempt's ``started`` event, which the
-scheduler publishes to the planner when (and only when) it grants the claim, so a start costs one
-message from the worker, not two.
+per attempt, sent from the worker's event loop as it decides to run the task
+(``planner.live.claim_ahead``) or, failing that, from the task's thread; the claim also carries
+the attempt's ``started`` event, which the scheduler publishes to the planner when (and only
+when) it grants the claim, so a start costs one message from the worker, not two.
 
 The handlers' state is kept apart per handler name: a scheduler that served an earlier planner
 version keeps that version's claims under its old name.
@@ -37,8 +38,10 @@ from typing import Any
 from distributed import Client
 from distributed.utils import sync
 
-HANDLER = "planner_claim_attempt_2"
-WITHDRAW = "planner_withdraw_attempts_2"
+from planner.live.claim_ahead import CLAIM_OP, GRANT_OP, ClaimAhead
+
+HANDLER = "planner_claim_attempt_3"
+WITHDRAW = "planner_withdraw_attempts_3"
 #: "every submission so far and later": withdrawing a key for good
 FOREVER = 2**63
 #: keys remembered on the scheduler; far more than attempts can be in flight or in doubt at once
@@ -89,7 +92,15 @@ def _install(dask_scheduler: Any = None) -> bool:
                 remember(withdrawn, attempt, max(before, withdrawn.get(attempt, -1)))
         return late
 
+    def claim_ahead(
+        worker: str = "", token: str = "", topic: str = "", event: Any = None, **_: Any
+    ) -> None:
+        """A claim sent ahead over a worker's stream (``planner.live.claim_ahead``)."""
+        granted = claim(key=token, topic=topic, event=event)
+        dask_scheduler.worker_send(worker, {"op": GRANT_OP, "token": token, "granted": granted})
+
     dask_scheduler.handlers[HANDLER] = claim
+    dask_scheduler.stream_handlers[CLAIM_OP] = claim_ahead
     dask_scheduler.handlers[WITHDRAW] = withdraw
     return True
 
@@ -108,9 +119,11 @@ def split_token(token: str) -> tuple[str, int]:
     return token.split("/", 1)[0], -1
 
 
-def install(client: Client) -> None:
-    """Install the claim handler on the client's scheduler (once; later calls keep its keys)."""
+def install(client: Client, topic: str) -> None:
+    """Install the claim handlers on the client's scheduler (once; later calls keep its keys),
+    and the plugin that sends claims ahead on its workers, starts announced under ``topic``."""
     client.run_on_scheduler(_install)
+    client.register_plugin(ClaimAhead(topic), name=ClaimAhead.name)
 
 
 def withdraw(client: Client, tokens: list[str], keys: dict[str, int] | None = None) -> set[str]:

@@ -1,7 +1,8 @@
 """The Dask tasks of attempts, run on the worker, and the events they send the planner.
 
-``run_attempt`` claims the attempt on the scheduler (at most once, ``planner.live.once``), says
-``started`` under the ``dask-planner`` topic, executes the job and says ``finished`` with its
+``run_attempt`` claims the attempt on the scheduler (at most once, ``planner.live.once``; the
+worker has usually sent the claim ahead, ``planner.live.claim_ahead``), says ``started`` under the
+``dask-planner`` topic, executes the job and says ``finished`` with its
 outcome (``outcome_to_message``; ``Dispatcher`` reads it back with ``outcome_from_message``).
 ``run_chained`` is the task of a chained attempt: it runs after its ancestor's task, only if that
 ancestor succeeded. The planner side of these tasks is ``planner.live.dispatch``.
@@ -16,7 +17,7 @@ from typing import Any
 
 from distributed import get_worker
 
-from planner.live import once
+from planner.live import claim_ahead, once
 from planner.live.log_stream import send_chunk
 from planner.live.worker import JobOutcome, JobSpec, execute
 from registry.lifecycle import RunStatus
@@ -52,16 +53,7 @@ def run_attempt(spec: JobSpec, key: str, token: str | None = None) -> JobOutcome
         worker: Any = get_worker()
     except ValueError:  # not on a worker (tests calling run_attempt directly)
         worker = None
-    started = {
-        "event": "started",
-        "key": key,
-        "run_id": spec.run_id,
-        "attempt": spec.attempt,
-        "start": datetime.now(UTC).isoformat(),
-        "worker": _worker_address(),
-    }
-    # the scheduler publishes the start with its answer: one message, and never for a re-run
-    if worker is not None and not once.claim(worker, token or key, TOPIC, started):
+    if worker is not None and not _claim(worker, spec, key, token or key):
         raise once.AttemptAlreadyRan(f"attempt {key} already ran (its worker died); not run again")
 
     def overdue() -> None:  # on the timeout's timer thread
@@ -74,6 +66,17 @@ def run_attempt(spec: JobSpec, key: str, token: str | None = None) -> JobOutcome
     outcome = execute(spec, key=key, on_overdue=overdue, on_log=stream if worker else None)
     _log({"event": "finished", "key": key, **outcome_to_message(outcome)})
     return outcome
+
+
+def _claim(worker: Any, spec: JobSpec, key: str, token: str) -> bool:
+    """The attempt's claim: the answer to the one the worker sent ahead as it gave the task this
+    thread, or else asked now. The scheduler publishes the start with a grant: one message, and
+    never for a re-run."""
+    granted = claim_ahead.await_grant(worker, token)
+    if granted is not None:
+        return granted
+    started = claim_ahead.started_event(spec, key, worker.address)
+    return once.claim(worker, token, TOPIC, started)
 
 
 def run_chained(
@@ -92,13 +95,6 @@ def run_chained(
         ancestors = {**spec.ancestors, spec.chained_after: ancestor.result_json}
         spec = dataclasses.replace(spec, ancestors=ancestors)
     return run_attempt(spec, key, token)
-
-
-def _worker_address() -> str:
-    try:
-        return str(get_worker().address)
-    except ValueError:
-        return "local"
 
 
 #: characters of an attempt's log kept in its message on the scheduler's event log
