@@ -12,9 +12,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from planner.live.leadership import Leadership
 from registry.errors import LeaseLost
 from registry.records import RequestKind
 from registry.storage.sqlstore import SqlStore
+from tests.waiting import wait_for
 
 T0 = datetime(2026, 3, 1, 3, 0, tzinfo=UTC)
 TIMEOUT = timedelta(seconds=15)
@@ -105,3 +107,45 @@ def test_a_takeover_waits_for_the_holders_open_transaction(pg_url: str) -> None:
         assert [r.run_id for r in b.active_runs()] == ["x-1"]
         with pytest.raises(LeaseLost):
             a.create_run(run_id="x-2", process="x", scheduled=T0, queued=T0, params={})
+
+
+class _Clock:
+    """A virtual clock the test moves; the planners read it."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_the_lease_is_renewed_while_the_new_holder_gets_ready(store_url: str) -> None:
+    """Between taking the lease and its loop's first turn (a cluster starting), a planner keeps
+    the lease from a thread: a standby does not take it past the timeout. Without the renewals
+    it does — a slow cluster start once let a third planner take over from the second."""
+    clock = _Clock()
+    with SqlStore(store_url) as a, SqlStore(store_url) as b:
+        holder = Leadership(a, timeout=TIMEOUT, clock=clock)
+        assert holder.wait(threading.Event())
+        renewer = holder.renew_meanwhile(every=0.01)
+        clock.now = T0 + timedelta(seconds=20)
+        wait_for(lambda: a.lease_state().renewed_at == clock.now, 30, "a renewal at the new time")
+        renewer.stop()
+        assert b.acquire_lease("b", now=T0 + timedelta(seconds=30), timeout=TIMEOUT) is None
+        # the loop renews from here on; a planner that does not is taken over from
+        assert b.acquire_lease("b", now=T0 + timedelta(seconds=35), timeout=TIMEOUT) == 2
+
+
+def test_a_lease_lost_while_getting_ready_is_raised_when_the_renewals_stop(
+    store_url: str,
+) -> None:
+    clock = _Clock()
+    with SqlStore(store_url) as a, SqlStore(store_url) as b:
+        holder = Leadership(a, timeout=TIMEOUT, clock=clock)
+        assert holder.wait(threading.Event())
+        assert b.acquire_lease("b", now=T0 + TIMEOUT, timeout=TIMEOUT) == 2  # a was cut off
+        renewer = holder.renew_meanwhile(every=0.01)
+        wait_for(lambda: renewer.lost is not None, 30, "the renewal to find the lease lost")
+        with pytest.raises(LeaseLost, match="'b' holds it now"):
+            renewer.stop()
+        renewer.stop()  # once raised, stopping again is quiet

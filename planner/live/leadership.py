@@ -12,6 +12,10 @@
   with its number, so once another planner has taken over (this one was paused or cut off past
   ``timeout``) the next write raises ``LeaseLost`` and this planner stops: it can no longer
   record anything, so it must not start anything either.
+- ``renew_meanwhile()``: between taking over and the loop's first turn (starting a cluster can
+  take longer than the timeout) a thread renews the lease, so the next standby does not take it
+  from a planner that has not planned anything yet; ``stop()`` ends it, raising ``LeaseLost`` if
+  the lease was lost all the same.
 - ``release(now)``: a clean stop gives the lease up, so a standby takes over at once, and
   records this planner as stopped (``planner status``: "last planner seen …"). With the database
   away (a planner giving up past ``--db-outage-limit``) that is skipped with a warning: the lease
@@ -75,6 +79,7 @@ class Leadership:
         self.poll = min(1.0, timeout.total_seconds() / 5)
         self._renew_every = timeout.total_seconds() / 3
         self._next_renewal = 0.0
+        self._renewing = threading.Lock()
 
     @property
     def leading(self) -> bool:
@@ -113,9 +118,17 @@ class Leadership:
         """Renew the lease when a third of its timeout has passed; ``LeaseLost`` if taken."""
         if self.fence is None or time.monotonic() < self._next_renewal:
             return
-        self.store.renew_lease(now=now, timeout=self.timeout)
-        self._next_renewal = time.monotonic() + self._renew_every
-        self._seen("leader", now)
+        self._renew(now)
+
+    def renew_meanwhile(self, every: float | None = None) -> Renewer:
+        """Renew the lease from a thread until ``stop()`` (every ``timeout / 3`` by default)."""
+        return Renewer(self, self._renew_every if every is None else every)
+
+    def _renew(self, now: datetime) -> None:
+        with self._renewing:
+            self.store.renew_lease(now=now, timeout=self.timeout)
+            self._next_renewal = time.monotonic() + self._renew_every
+            self._seen("leader", now)
 
     def release(self, now: datetime) -> None:
         """A clean stop: give the lease up and record this planner as stopped."""
@@ -134,3 +147,33 @@ class Leadership:
 
     def _seen(self, role: str, now: datetime) -> None:
         self.store.planner_seen(self.instance, host=self.host, pid=self.pid, role=role, now=now)
+
+
+class Renewer:
+    """A thread renewing a held lease while the planner gets ready to run its loop."""
+
+    def __init__(self, leadership: Leadership, every: float) -> None:
+        self.leadership = leadership
+        self.every = every
+        self.lost: LeaseLost | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._keep, name="planner-lease", daemon=True)
+        self._thread.start()
+
+    def _keep(self) -> None:
+        while not self._done.wait(self.every):
+            try:
+                self.leadership._renew(self.leadership.clock())
+            except LeaseLost as exc:
+                self.lost = exc
+                return
+            except Exception as exc:  # the loop's own renewal handles an outage; keep trying
+                log.warning("could not renew the lease (%s); retrying", describe(exc))
+
+    def stop(self) -> None:
+        """End the renewals; ``LeaseLost`` if another planner took the lease meanwhile."""
+        self._done.set()
+        self._thread.join()
+        if self.lost is not None:
+            lost, self.lost = self.lost, None
+            raise lost

@@ -4,7 +4,9 @@
 
 1. **Stand by** (``planner.live.leadership``) until this process holds the database's lease. A
    standby connects to no cluster and starts nothing.
-2. **Connect** to the remote scheduler, or start the in-process ``LocalCluster``.
+2. **Connect** to the remote scheduler, or start the in-process ``LocalCluster``. Meanwhile a
+   thread renews the lease (``Leadership.renew_meanwhile``): a slow cluster start must not let
+   the next standby take over from a planner that has not planned yet.
 3. **Drive**: ``LiveDriver.run`` until idle, until ``--for`` has passed, or until stopped. SIGTERM
    and a first Ctrl-C ask for a clean stop (a second Ctrl-C interrupts at once).
 4. **Stop cleanly** (``LiveDriver.shutdown``): with an in-process cluster, runs still in flight
@@ -100,6 +102,8 @@ def run_planner(
             leadership.release(utcnow())
             return Summary(stopped_by="signal")
         lost = False
+        # starting the cluster may take longer than the lease's timeout: keep the lease meanwhile
+        renewer = leadership.renew_meanwhile()
         try:
             with (
                 connect(
@@ -133,6 +137,7 @@ def run_planner(
                 watcher = ConditionWatcher(_poster(driver), utcnow, cwd=driver.cwd).start()
                 driver.listeners.append(watcher.on_step)
                 try:
+                    renewer.stop()  # from here on the loop renews it, every turn that polls
                     summary = driver.run(until_idle=until_idle, until=until)
                 except LeaseLost:
                     lost = True
@@ -143,7 +148,12 @@ def run_planner(
                     driver.shutdown(cancel=not conn.remote, record=not lost)
                     if cleanup is not None:
                         cleanup()
+        except LeaseLost:
+            lost = True
+            raise
         finally:
+            with contextlib.suppress(LeaseLost):
+                renewer.stop()
             if not lost:
                 leadership.release(utcnow())
     if interrupted or stop.is_set():
