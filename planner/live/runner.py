@@ -143,6 +143,8 @@ def run_planner(
                     lost = True
                     raise
                 finally:
+                    if not lost:  # and while it stops: cancelling, recording, closing the cluster
+                        renewer = leadership.renew_meanwhile()
                     watcher.close()
                     keeper.close()
                     driver.shutdown(cancel=not conn.remote, record=not lost)
