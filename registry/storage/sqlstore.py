@@ -54,7 +54,6 @@ from registry.storage.codec import json_roundtrip, process_to_document, settings
 from registry.storage.engine import write_transaction
 from registry.storage.sql_records import OperatorRecords
 from registry.storage.tables import (
-    process_state,
     processes,
     registry_revision,
     runs,
@@ -267,9 +266,6 @@ class SqlStore(OperatorRecords):
     def record_turn(self, turn: Turn) -> None:
         with self._write() as conn:
             turn_writes.record_turn(conn, turn)
-            for process, state in turn.states.items():
-                value = json_roundtrip(state)
-                conn.execute(self._upsert(process_state, {"process": process}, {"state": value}))
 
     def active_runs(self) -> list[ActiveRun]:
         with self._read() as conn:

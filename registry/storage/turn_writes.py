@@ -3,13 +3,16 @@
 ``record_turn`` takes a ``Turn`` (starts, ends, cancelled retries, new runs, next attempts,
 handled requests) and, inside the caller's write transaction:
 
-1. reads every run the turn touches, and each one's current attempt, in one ``SELECT`` each
-   (``FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises writers);
+1. reads every run the turn touches with its current attempt in one ``SELECT`` (runs joined to
+   their current attempts; ``FOR UPDATE OF runs`` on PostgreSQL, where SQLite's ``BEGIN
+   IMMEDIATE`` already serialises writers);
 2. applies the changes in memory, in the turn's order, checking every status change against
    ``registry.lifecycle`` exactly as the one-run functions of ``run_writes`` do — an illegal one
    raises ``IllegalTransition`` before anything is written, so the whole turn is refused;
-3. writes the result: one multi-row ``INSERT`` each for new runs and new attempts, and one
-   ``UPDATE`` executed over many parameter sets each for changed runs and changed attempts.
+3. writes the result: one upsert (``INSERT … ON CONFLICT DO UPDATE``, executed over many
+   parameter sets) for the runs it created or changed, and one for the attempts. An upsert
+   changes only the fields a turn may change; an attempt's stored log is kept unless the turn
+   brings one. The processes' saved states are one more upsert.
 
 Lists longer than ``CHUNK`` ids are read in chunks, so the count of statements grows with the
 turn's size divided by ``CHUNK``, not with the number of runs.
@@ -17,17 +20,19 @@ turn's size divided by ``CHUNK``, not with the number of runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Connection, Text, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Insert, Table, and_, bindparam, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from registry.errors import IllegalTransition, RunNotFound
 from registry.lifecycle import RunStatus, check_transition
 from registry.records import AttemptEnd, AttemptStart, NewRun, NextAttempt, Turn
 from registry.storage.codec import json_roundtrip
 from registry.storage.run_writes import run_seq
-from registry.storage.tables import attempts, requests, runs
+from registry.storage.tables import attempts, process_state, requests, runs
 
 #: ids per ``IN (...)`` list
 CHUNK = 500
@@ -49,35 +54,37 @@ _ATTEMPT_FIELDS = (
 
 
 # Built once: constructing SQLAlchemy statements costs more than SQLite running them.
-_SELECT_RUNS = (
-    select(runs).where(runs.c.run_id.in_(bindparam("ids", expanding=True))).with_for_update()
-)
+_RUN_COLUMNS = tuple(c.name for c in runs.c)
 # an attempt's log (up to 1 MiB) is neither read nor written back unless the turn brings one
-_SELECT_CURRENT_ATTEMPTS = (
-    select(*(c for c in attempts.c if c.name != "log"))
-    .join(runs, and_(attempts.c.run_id == runs.c.run_id, attempts.c.attempt == runs.c.attempt))
+_ATTEMPT_COLUMNS = tuple(c.name for c in attempts.c if c.name != "log")
+_SELECT_TURN = (
+    select(runs, *(attempts.c[name].label(f"a_{name}") for name in _ATTEMPT_COLUMNS))
+    .outerjoin(
+        attempts, and_(attempts.c.run_id == runs.c.run_id, attempts.c.attempt == runs.c.attempt)
+    )
     .where(runs.c.run_id.in_(bindparam("ids", expanding=True)))
+    .with_for_update(of=runs)
 )
-_INSERT_RUNS = insert(runs)
-_INSERT_ATTEMPTS = insert(attempts)
-_UPDATE_RUNS = (
-    update(runs)
-    .where(runs.c.run_id == bindparam("k_run_id"))
-    .values({f: bindparam(f"v_{f}") for f in _RUN_FIELDS})
-)
-_UPDATE_ATTEMPTS = (
-    update(attempts)
-    .where(
-        attempts.c.run_id == bindparam("k_run_id"),
-        attempts.c.attempt == bindparam("k_attempt"),
+
+
+def _upsert(make: Any, table: Table, fields: tuple[str, ...]) -> Insert:
+    statement = make(table)
+    values: dict[str, Any] = {f: statement.excluded[f] for f in fields}
+    if "log" in values:
+        values["log"] = func.coalesce(statement.excluded.log, table.c.log)
+    keys = [c.name for c in table.primary_key.columns]
+    return statement.on_conflict_do_update(index_elements=keys, set_=values)
+
+
+_UPSERTS = {
+    dialect: (
+        _upsert(make, runs, _RUN_FIELDS),
+        _upsert(make, attempts, _ATTEMPT_FIELDS),
+        _upsert(make, process_state, ("state",)),
     )
-    .values(
-        {
-            **{f: bindparam(f"v_{f}") for f in _ATTEMPT_FIELDS if f != "log"},
-            "log": func.coalesce(bindparam("v_log", type_=Text), attempts.c.log),
-        }
-    )
-)
+    for dialect, make in (("sqlite", sqlite_insert), ("postgresql", pg_insert))
+}
+_ALL_ATTEMPT_COLUMNS = tuple(c.name for c in attempts.c)
 _DELETE_ATTEMPTS = delete(attempts).where(attempts.c.run_id.in_(bindparam("ids", expanding=True)))
 _DELETE_RUNS = delete(runs).where(runs.c.run_id.in_(bindparam("ids", expanding=True)))
 _MARK_HANDLED = (
@@ -93,11 +100,15 @@ class _Rows:
     def __init__(self, conn: Connection, run_ids: set[str]) -> None:
         self.runs: dict[str, dict[str, Any]] = {}
         self.attempts: dict[tuple[str, int], dict[str, Any]] = {}
+        split = len(_RUN_COLUMNS)
         for chunk in _chunks(sorted(run_ids)):
-            for row in conn.execute(_SELECT_RUNS, {"ids": chunk}):
-                self.runs[row.run_id] = row._asdict()
-            for row in conn.execute(_SELECT_CURRENT_ATTEMPTS, {"ids": chunk}):
-                self.attempts[(row.run_id, row.attempt)] = row._asdict()
+            for row in conn.execute(_SELECT_TURN, {"ids": chunk}):
+                values = tuple(row)
+                run = dict(zip(_RUN_COLUMNS, values[:split], strict=True))
+                self.runs[run["run_id"]] = run
+                if values[split] is not None:  # its current attempt (a run always has one)
+                    current = dict(zip(_ATTEMPT_COLUMNS, values[split:], strict=True))
+                    self.attempts[(current["run_id"], current["attempt"])] = current
         self.new_runs: list[str] = []
         self.new_attempts: list[tuple[str, int]] = []
         self.changed_runs: set[str] = set()
@@ -146,7 +157,7 @@ class _Rows:
 
 
 def record_turn(conn: Connection, turn: Turn) -> None:
-    """Write ``turn``'s run records (everything but saved states) in the caller's transaction."""
+    """Write ``turn``'s records (runs, attempts, saved states) in the caller's transaction."""
     ids = {s.run_id for s in turn.started} | {e.run_id for e in turn.ended}
     ids |= set(turn.withdrawn) | set(turn.confirmed)
     ids |= set(turn.cancelled_retries) | {r.run_id for r in turn.retried}
@@ -169,6 +180,11 @@ def record_turn(conn: Connection, turn: Turn) -> None:
         conn.execute(_DELETE_ATTEMPTS, {"ids": chunk})
         conn.execute(_DELETE_RUNS, {"ids": chunk})
     _write(conn, rows)
+    if turn.states:
+        states = [
+            {"process": p, "state": json_roundtrip(v)} for p, v in sorted(turn.states.items())
+        ]
+        conn.execute(_UPSERTS[conn.dialect.name][2], states)
     for chunk in _chunks(sorted(set(turn.handled))):
         conn.execute(_MARK_HANDLED, {"ids": chunk, "at": turn.at})
 
@@ -273,24 +289,18 @@ def _retried(rows: _Rows, r: NextAttempt) -> None:
 
 
 def _write(conn: Connection, rows: _Rows) -> None:
-    if rows.new_runs:
-        conn.execute(_INSERT_RUNS, [rows.runs[i] for i in rows.new_runs])
-    if rows.changed_runs:
-        changed = [rows.runs[i] for i in sorted(rows.changed_runs)]
-        conn.execute(_UPDATE_RUNS, [_params(r, _RUN_FIELDS) for r in changed])
-    if rows.changed_attempts:
-        tried = [rows.attempts[k] for k in sorted(rows.changed_attempts)]
-        conn.execute(_UPDATE_ATTEMPTS, [_params(a, _ATTEMPT_FIELDS) for a in tried])
-    if rows.new_attempts:
-        conn.execute(_INSERT_ATTEMPTS, [rows.attempts[k] for k in rows.new_attempts])
+    upsert_runs, upsert_attempts, _ = _UPSERTS[conn.dialect.name]
+    ids = [*rows.new_runs, *sorted(rows.changed_runs)]
+    if ids:
+        conn.execute(upsert_runs, [_full(rows.runs[i], _RUN_COLUMNS) for i in ids])
+    keys = [*sorted(rows.changed_attempts), *rows.new_attempts]
+    if keys:
+        conn.execute(upsert_attempts, [_full(rows.attempts[k], _ALL_ATTEMPT_COLUMNS) for k in keys])
 
 
-def _params(row: dict[str, Any], fields: Iterable[str]) -> dict[str, Any]:
-    out = {f"v_{f}": row.get(f) for f in fields}
-    out["k_run_id"] = row["run_id"]
-    if "attempt" in row and fields is _ATTEMPT_FIELDS:
-        out["k_attempt"] = row["attempt"]
-    return out
+def _full(row: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
+    """Every column of the row (one shape for every parameter set); None where it has none."""
+    return {c: row.get(c) for c in columns}
 
 
 def _chunks(items: list[Any]) -> Iterator[list[Any]]:
