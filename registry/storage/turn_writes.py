@@ -9,10 +9,9 @@ handled requests) and, inside the caller's write transaction:
 2. applies the changes in memory, in the turn's order, checking every status change against
    ``registry.lifecycle`` exactly as the one-run functions of ``run_writes`` do — an illegal one
    raises ``IllegalTransition`` before anything is written, so the whole turn is refused;
-3. writes the result: one upsert (``INSERT … ON CONFLICT DO UPDATE``, executed over many
-   parameter sets) for the runs it created or changed, and one for the attempts. An upsert
-   changes only the fields a turn may change; an attempt's stored log is kept unless the turn
-   brings one. The processes' saved states are one more upsert.
+3. writes the result: one multi-row ``INSERT`` each for new runs and new attempts, one
+   ``UPDATE`` executed over many parameter sets each for changed runs and changed attempts
+   (binding only the fields a turn changes), and one upsert for the processes' saved states.
 
 Lists longer than ``CHUNK`` ids are read in chunks, so the count of statements grows with the
 turn's size divided by ``CHUNK``, not with the number of runs.
@@ -20,10 +19,10 @@ turn's size divided by ``CHUNK``, not with the number of runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, and_, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Text, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -65,26 +64,36 @@ _SELECT_TURN = (
     .where(runs.c.run_id.in_(bindparam("ids", expanding=True)))
     .with_for_update(of=runs)
 )
-
-
-def _upsert(make: Any, table: Table, fields: tuple[str, ...]) -> Insert:
-    statement = make(table)
-    values: dict[str, Any] = {f: statement.excluded[f] for f in fields}
-    if "log" in values:
-        values["log"] = func.coalesce(statement.excluded.log, table.c.log)
-    keys = [c.name for c in table.primary_key.columns]
-    return statement.on_conflict_do_update(index_elements=keys, set_=values)
-
-
-_UPSERTS = {
-    dialect: (
-        _upsert(make, runs, _RUN_FIELDS),
-        _upsert(make, attempts, _ATTEMPT_FIELDS),
-        _upsert(make, process_state, ("state",)),
+_INSERT_RUNS = insert(runs)
+_INSERT_ATTEMPTS = insert(attempts)
+_UPDATE_RUNS = (
+    update(runs)
+    .where(runs.c.run_id == bindparam("k_run_id"))
+    .values({f: bindparam(f"v_{f}") for f in _RUN_FIELDS})
+)
+_UPDATE_ATTEMPTS = (
+    update(attempts)
+    .where(
+        attempts.c.run_id == bindparam("k_run_id"),
+        attempts.c.attempt == bindparam("k_attempt"),
     )
-    for dialect, make in (("sqlite", sqlite_insert), ("postgresql", pg_insert))
-}
-_ALL_ATTEMPT_COLUMNS = tuple(c.name for c in attempts.c)
+    .values(
+        {
+            **{f: bindparam(f"v_{f}") for f in _ATTEMPT_FIELDS if f != "log"},
+            "log": func.coalesce(bindparam("v_log", type_=Text), attempts.c.log),
+        }
+    )
+)
+
+
+def _save_states(make: Any) -> Any:
+    statement = make(process_state)
+    return statement.on_conflict_do_update(
+        index_elements=["process"], set_={"state": statement.excluded.state}
+    )
+
+
+_SAVE_STATES = {"sqlite": _save_states(sqlite_insert), "postgresql": _save_states(pg_insert)}
 _DELETE_ATTEMPTS = delete(attempts).where(attempts.c.run_id.in_(bindparam("ids", expanding=True)))
 _DELETE_RUNS = delete(runs).where(runs.c.run_id.in_(bindparam("ids", expanding=True)))
 _MARK_HANDLED = (
@@ -184,7 +193,7 @@ def record_turn(conn: Connection, turn: Turn) -> None:
         states = [
             {"process": p, "state": json_roundtrip(v)} for p, v in sorted(turn.states.items())
         ]
-        conn.execute(_UPSERTS[conn.dialect.name][2], states)
+        conn.execute(_SAVE_STATES[conn.dialect.name], states)
     for chunk in _chunks(sorted(set(turn.handled))):
         conn.execute(_MARK_HANDLED, {"ids": chunk, "at": turn.at})
 
@@ -289,18 +298,24 @@ def _retried(rows: _Rows, r: NextAttempt) -> None:
 
 
 def _write(conn: Connection, rows: _Rows) -> None:
-    upsert_runs, upsert_attempts, _ = _UPSERTS[conn.dialect.name]
-    ids = [*rows.new_runs, *sorted(rows.changed_runs)]
-    if ids:
-        conn.execute(upsert_runs, [_full(rows.runs[i], _RUN_COLUMNS) for i in ids])
-    keys = [*sorted(rows.changed_attempts), *rows.new_attempts]
-    if keys:
-        conn.execute(upsert_attempts, [_full(rows.attempts[k], _ALL_ATTEMPT_COLUMNS) for k in keys])
+    if rows.new_runs:
+        conn.execute(_INSERT_RUNS, [rows.runs[i] for i in rows.new_runs])
+    if rows.changed_runs:
+        changed = [rows.runs[i] for i in sorted(rows.changed_runs)]
+        conn.execute(_UPDATE_RUNS, [_params(r, _RUN_FIELDS) for r in changed])
+    if rows.changed_attempts:
+        tried = [rows.attempts[k] for k in sorted(rows.changed_attempts)]
+        conn.execute(_UPDATE_ATTEMPTS, [_params(a, _ATTEMPT_FIELDS) for a in tried])
+    if rows.new_attempts:
+        conn.execute(_INSERT_ATTEMPTS, [rows.attempts[k] for k in rows.new_attempts])
 
 
-def _full(row: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
-    """Every column of the row (one shape for every parameter set); None where it has none."""
-    return {c: row.get(c) for c in columns}
+def _params(row: dict[str, Any], fields: Iterable[str]) -> dict[str, Any]:
+    out = {f"v_{f}": row.get(f) for f in fields}
+    out["k_run_id"] = row["run_id"]
+    if "attempt" in row and fields is _ATTEMPT_FIELDS:
+        out["k_attempt"] = row["attempt"]
+    return out
 
 
 def _chunks(items: list[Any]) -> Iterator[list[Any]]:
