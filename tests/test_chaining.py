@@ -217,6 +217,6 @@ def test_the_run_summary_counts_chained_starts() -> None:
     )
     console = Console(width=80, record=True)
     console.print(run_summary_view(report))
-    assert "2 attempts started (1 chained ahead); 2 finished: 2 succeeded" in (
+    assert "2 attempts started (1 handed to Dask ahead); 2 finished: 2 succeeded" in (
         console.export_text()
     )

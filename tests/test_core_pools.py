@@ -255,11 +255,20 @@ def drive(
     workers: tuple[dict[str, float], ...] | None,
     outcomes: list[tuple[int, RunStatus]],
     script: list[tuple[int, str, int, int]],
+    *,
+    apart: bool = False,
 ) -> list[Any]:
-    """Run a core from START to UNTIL on a virtual clock; what it said at every step."""
+    """Run a core from START to UNTIL on a virtual clock; what it said at every step.
+    ``apart``: no two events at the same instant (an end a microsecond later if it would meet
+    another; the script's operations half a minute off the whole minutes runs end on)."""
     p = planner_class(reg, now=START, resources=workers)
     todo = sorted(script)
+
+    def at_minute(minute: int) -> datetime:  # apart: operations half a minute off any end
+        return START + timedelta(minutes=minute, seconds=30 if apart else 0)
+
     finishing: list[tuple[datetime, int, str, RunStatus]] = []
+    ends: set[datetime] = set()
     log: list[Any] = []
     now, events, seq = START, list[Event](), 0
     while True:
@@ -271,17 +280,21 @@ def drive(
         for s in step.starts:
             minutes, status = outcomes[seq % len(outcomes)]
             seq += 1
-            heapq.heappush(finishing, (now + timedelta(minutes=minutes), seq, s.run_id, status))
+            end = now + timedelta(minutes=minutes)
+            while apart and end in ends:
+                end += timedelta(microseconds=1)
+            ends.add(end)
+            heapq.heappush(finishing, (end, seq, s.run_id, status))
         times = [t for t in (step.next_wakeup, finishing[0][0] if finishing else None) if t]
         if todo:
-            times.append(START + timedelta(minutes=todo[0][0]))
+            times.append(at_minute(todo[0][0]))
         if not times or min(times) > UNTIL:
             return log
         now, events = min(times), []
         while finishing and finishing[0][0] <= now:
             end, _, run_id, status = heapq.heappop(finishing)
             events.append(RunFinished(run_id=run_id, status=status, at=end))
-        while todo and START + timedelta(minutes=todo[0][0]) <= now:
+        while todo and at_minute(todo[0][0]) <= now:
             _, kind, target, value = todo.pop(0)
             events += _op(kind, target, value, p, now)
 

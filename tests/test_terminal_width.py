@@ -227,7 +227,7 @@ def test_run_summary_at_80_columns_and_its_plurals() -> None:
         started=2,
         ahead=1,
     )
-    assert "2 attempts started (1 chained ahead); 2 finished: 2 succeeded" in render(
+    assert "2 attempts started (1 handed to Dask ahead); 2 finished: 2 succeeded" in render(
         run_summary_view(two)
     )
 

@@ -221,18 +221,7 @@ class Chaining(ProcessBook):
             if best is None or best[0].name in busy:
                 continue
             ps, r, plan = best
-            start = StartRun(
-                run_id=ps.new_run_id(),
-                process=ps.name,
-                attempt=1,
-                kind=plan.kind,
-                scheduled=plan.scheduled,
-                decided_at=now,
-                params=plan.params,
-                final_attempt=ps.definition.retries == 0,
-                request_id=plan.request_id,
-                after=after,
-            )
+            start = handed_over(ps, plan, now, after)
             chain = Chain(
                 start=start,
                 after=after,
@@ -390,6 +379,23 @@ class Chaining(ProcessBook):
         )
         self.run_index[flight.run_id] = ps.name
         return flight
+
+
+def handed_over(ps: ProcState, plan: RunPlan, now: datetime, after: str | None) -> StartRun:
+    """The new run of ``ps`` under ``plan``, decided at ``now`` and handed to Dask ahead
+    (``after``: the run in flight whose success starts it; None: the next slot to free)."""
+    return StartRun(
+        run_id=ps.new_run_id(),
+        process=ps.name,
+        attempt=1,
+        kind=plan.kind,
+        scheduled=plan.scheduled,
+        decided_at=now,
+        params=plan.params,
+        final_attempt=ps.definition.retries == 0,
+        request_id=plan.request_id,
+        after=after,
+    )
 
 
 def _may_run_again(ps: ProcState) -> bool:

@@ -40,7 +40,7 @@ from typing import Any
 
 from planner.core import capacity
 from planner.core.candidates import Walk
-from planner.core.chaining import Chain, Chaining, next_run
+from planner.core.chaining import Chain, next_run
 from planner.core.collector import paused_for
 from planner.core.events import (
     ChainKept,
@@ -59,21 +59,25 @@ from planner.core.explain import blocked_sentence
 from planner.core.ranking import rank_key
 from planner.core.readiness import Readiness, plain_readiness
 from planner.core.reservation import Hold
+from planner.core.slot_ahead import SlotAhead
 from planner.core.state import Flight, ProcState
 from registry.lifecycle import RunStatus
 from registry.model import ProcessDef
 
 
-class Planner(Chaining):
+class Planner(SlotAhead):
     """The pure planning core. Build it from a registry snapshot, then feed it ``handle`` calls."""
 
     # -- public API -------------------------------------------------------------------------------
 
-    def __init__(self, *args: Any, chaining: bool = True, **kwargs: Any) -> None:
-        """``ProcessBook``'s arguments; ``chaining=False`` never hands a run over ahead."""
+    def __init__(self, *args: Any, chaining: bool = True, slot_ahead: bool = False, **kw: Any):
+        """``ProcessBook``'s arguments; ``chaining=False`` never hands a run over ahead;
+        ``slot_ahead``: also the run for the next slot to free (``planner.core.slot_ahead``)."""
         self._chain_book()
+        self._slot_book()
         self.chaining = chaining
-        super().__init__(*args, **kwargs)
+        self.slot_ahead = slot_ahead
+        super().__init__(*args, **kw)
 
     def handle(self, now: datetime, *events: Event) -> Step:
         """Apply ``events`` observed at ``now`` and decide what to start."""
@@ -114,6 +118,7 @@ class Planner(Chaining):
         self.now = now
         starts: list[StartRun] = []
         withdrawn: list[str] = []
+        self._withdraw_slot(withdrawn)
         self._apply_events(now, events, starts, [], withdrawn)
         settled, self._pending_settled = tuple(self._pending_settled), []
         return Step(at=now, starts=tuple(starts), settled=settled, withdrawn=tuple(withdrawn))
@@ -361,7 +366,8 @@ class Planner(Chaining):
                     continue
                 group = self.candidates.group_of(ps.name)
                 self.candidates.remove(key)
-                starts.append(self._start(ps, now))
+                # a slot freed without an end: the run handed over for it starts, not another
+                starts.append(self._start(ps, now, ahead=self._slot_taken(ps, now)))
                 self._note(ps, "start", (), decisions)
                 free -= 1
                 if holds:

@@ -192,6 +192,13 @@ class Dispatcher:
         self.tokens[key] = self._submit(run_chained, spec, resources, ancestor)
         return True
 
+    def submit_ahead(self, spec: JobSpec, *, resources: Mapping[str, float] | None = None) -> None:
+        """Hand Dask the attempt the core decided for the next slot to free: Dask starts it on
+        the first worker thread that frees (``planner.core.slot_ahead``); withdrawable as a
+        chained attempt is."""
+        key = attempt_key(spec.run_id, spec.attempt)
+        self.tokens[key] = self._submit(run_attempt, spec, resources)
+
     def in_flight(self, run_id: str) -> bool:
         """An attempt of ``run_id`` is submitted and not yet taken back."""
         return any(r == run_id for r, _ in self.futures)

@@ -120,6 +120,8 @@ class LiveDriver(Recording):
             slots=slots,
             threads=threads,
             resources=resources,
+            # on its own cluster no worker joins unasked: a run may wait in Dask for a slot
+            slot_ahead=not dispatcher.remote,
         )
         self.capacity = (threads, resources)
         self._next_poll = 0.0

@@ -120,7 +120,10 @@ class Recording:
         self.started_writes = [s for s in self.started_writes if s.run_id in self.ahead]
         self.dispatcher.submit_many(specs)
         for spec, after, resources in chained:
-            self.dispatcher.submit_chained(spec, after, resources=resources)
+            if after is None:  # for the next slot to free
+                self.dispatcher.submit_ahead(spec, resources=resources)
+            else:
+                self.dispatcher.submit_chained(spec, after, resources=resources)
         self._release_held()
         for hook in hooks:
             hook()
@@ -151,15 +154,20 @@ class Recording:
 
     def _record_chained(
         self, step: Step, turn: Turn, submitting: set[str]
-    ) -> list[tuple[JobSpec, str, dict[str, float]]]:
-        """Runs decided ahead: recorded ``pending``, then handed to Dask behind their ancestor."""
+    ) -> list[tuple[JobSpec, str | None, dict[str, float]]]:
+        """Runs decided ahead: recorded ``pending``, then handed to Dask behind their ancestor
+        (or, ``after`` None, for the next worker thread to free)."""
         registry = self.core.registry
-        out: list[tuple[JobSpec, str, dict[str, float]]] = []
+        out: list[tuple[JobSpec, str | None, dict[str, float]]] = []
         for start in step.chained:
-            assert start.after is not None
             definition = registry.processes[start.process]
             self.ahead[start.run_id] = start
-            if start.after not in submitting and not self.dispatcher.in_flight(start.after):
+            after = start.after
+            if (
+                after is not None
+                and after not in submitting
+                and not self.dispatcher.in_flight(after)
+            ):
                 # its ancestor's end is on its way (taken while the database was away): the run
                 # is recorded and submitted, plainly, if the core starts it
                 self.unsubmitted.add(start.run_id)

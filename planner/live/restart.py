@@ -27,11 +27,19 @@ log = logging.getLogger(__name__)
 
 def withdraw_pending(store: Store, dispatcher: Dispatcher, now: datetime) -> None:
     """Chained runs an earlier planner recorded ``pending`` (handed to Dask ahead of their
-    ancestor's end) and never saw start: withdrawn on the scheduler for good and recorded
-    ``cancelled`` (error ``Withdrawn``; their numbers stay taken) — unless Dask had begun them,
-    and then they are queued runs like any other, for ``reconcile``."""
+    ancestor's end, or for the next slot to free) and never saw start. With an in-process
+    cluster they died with it: deleted, as any withdrawn run, so they leave no attempt and do
+    not count (a single process runs as if they never were). On a remote scheduler they are
+    withdrawn for good and recorded ``cancelled`` (error ``Withdrawn``; their numbers stay
+    taken: the scheduler refuses their keys from now on) — unless Dask had begun them, and then
+    they are queued runs like any other, for ``reconcile``."""
     pending = store.pending_runs()
     if not pending:
+        return
+    if not dispatcher.remote:
+        store.record_turn(Turn(at=now, withdrawn=[run_id for run_id, _ in sorted(pending)]))
+        runs = "run" if len(pending) == 1 else "runs"
+        log.info("%d %s handed over ahead by an earlier planner withdrawn", len(pending), runs)
         return
     late = dispatcher.withdraw(pending)
     error = ErrorInfo(type="Withdrawn", message="the planner that chained it stopped first")

@@ -105,6 +105,7 @@ def simulate(
         histories=histories,
         slots=slots,
         chaining=chaining,
+        slot_ahead=chaining,  # as on the planner's own cluster: it changes no decision either
     )
     sim = Simulation(start=start, end=until, slots=planner.slots)
     finishing: list[tuple[datetime, int, str]] = []  # (end, sequence, run id)

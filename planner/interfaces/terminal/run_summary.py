@@ -150,11 +150,11 @@ def _attempts_table(attempts: Sequence[FinishedAttempt], *, wide: bool) -> FitTa
 
 
 def _counts_line(report: RunReport) -> str:
-    """``3 attempts started (1 chained ahead), 1 taken over from an earlier planner;
+    """``3 attempts started (1 handed to Dask ahead), 1 taken over from an earlier planner;
     4 finished: 1 failed, 3 succeeded``."""
     text = f"{plural(report.started, 'attempt')} started"
     if report.ahead:
-        text += f" ({report.ahead:,} chained ahead)"
+        text += f" ({report.ahead:,} handed to Dask ahead)"
     if report.inherited:
         text += f", {report.inherited:,} taken over from an earlier planner"
     if not report.attempts:
