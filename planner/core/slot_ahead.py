@@ -17,10 +17,10 @@ Then the step hands ``W`` over (``Step.chained`` with ``StartRun.after`` None). 
 records it ``pending`` and submits it to Dask with no dependency; Dask starts it on the first
 worker thread that frees. That is allowed only where Dask cannot run more at once than the
 slots: the driver's own cluster (``slot_ahead``; not a remote one, which workers may join), with
-no more threads than slots. The next end of a run in flight starts ``W`` in the core, before
-the rest of the allocation: exactly the start the allocation would have made. Every later step
-checks it again, and a change that would make another decision withdraws it, as any chained
-run.
+as many threads as slots (with more slots, the runs in flight already wait in Dask's queue).
+The next end of a run in flight starts ``W`` in the core, before the rest of the allocation:
+exactly the start the allocation would have made. Every later step checks it again, and a
+change that would make another decision withdraws it, as any chained run.
 """
 
 from __future__ import annotations
@@ -71,8 +71,10 @@ class SlotAhead(Chaining):
             return super()._chain_kept(run_id)
         del self._withdrawn[run_id]
         chain.kept = True
-        if self.in_flight < self.slots or self._slot is not None:
+        if self.in_flight < self.slots:
             return chain  # Dask began it on the slot an end freed: it starts now
+        # the end that freed its thread is on its way: it starts with that end (none other
+        # is handed over meanwhile: not while a withdrawal may yet be reported too late)
         self._slot = chain
         self._chained[run_id] = chain
         return None
@@ -109,11 +111,12 @@ class SlotAhead(Chaining):
     # -- after the allocation -------------------------------------------------------------------
 
     def _slot_allowed(self) -> bool:
-        """The driver allows it, and Dask's threads are no more than the slots (Dask then
-        cannot start a run handed over ahead while every slot is busy); no threads known: a
-        simulation, where slots are all there is."""
+        """The driver allows it, and Dask has as many threads as there are slots: with fewer,
+        Dask cannot start a run handed over ahead while every slot is busy; with more slots
+        than threads the runs in flight already wait in Dask's queue, so one more ahead gains
+        nothing. No threads known: a simulation, where slots are all there is."""
         threads = self.threads
-        fits = threads is None or 0 < threads <= self.slots
+        fits = threads is None or threads == self.slots
         return self.slot_ahead and self.chaining and fits
 
     def _revise_chains(self, now: datetime, withdrawn: list[str]) -> list[StartRun]:
@@ -183,8 +186,9 @@ class SlotAhead(Chaining):
                 return None
             for s in successors:
                 rival = self.states.get(s)
-                if rival is None or rival.candidate or not self._waits_only_for(s, name):
+                if rival is None or rival.candidate:  # a candidate ranks after W already
                     continue
-                if _later_key(rival, ranking) < key:
+                # the rank first: it is cheaper than asking what the successor waits for
+                if _later_key(rival, ranking) < key and self._waits_only_for(s, name):
                     return None
         return ps, r, next_run(ps, r, now)
