@@ -13,15 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from distributed import Client, LocalCluster, get_worker
 
-from planner.live import claim_ahead, once
+from planner.live import claim_ahead, once, tasks
+from planner.live.keys import attempt_key
 from planner.live.tasks import run_attempt, run_chained
 from planner.live.worker import JobOutcome, JobSpec
 from registry.lifecycle import RunStatus
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -178,3 +181,43 @@ def test_a_worker_without_the_plugin_claims_from_the_thread() -> None:
         pass
 
     assert claim_ahead.await_grant(Bare(), "x-1/1") is None
+
+
+def _tasks(dask_scheduler: Any = None) -> list[str]:
+    return list(dask_scheduler.tasks)
+
+
+def test_on_a_remote_scheduler_a_begun_attempt_outlives_a_planner_gone_before_its_hold(
+    tmp_path: Path,
+) -> None:
+    """A planner on a remote scheduler holds its attempts with ``fire_and_forget``, a message
+    sent after the submission; killed between the two (once seen in CI), the scheduler dropped
+    the attempt with the planner's client and the next planner recorded it lost although it
+    ran on. The granted claim holds it now: the attempt that began is kept until it ends, and
+    its end is there for the next planner."""
+    marker, release = tmp_path / "started", tmp_path / "release"
+    with (
+        LocalCluster(
+            processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as watcher,
+    ):
+        planner = Client(cluster)
+        once.install(planner, TOPIC, hold=True)  # as a planner on a remote scheduler does
+        spec = _spec(
+            "held-1", run="tests.live_jobs:wait_for_file", marker=str(marker), release=str(release)
+        )
+        key = attempt_key("held-1", 1)
+        future = planner.submit(run_attempt, spec, key, once.new_token(key), key=key, pure=False)
+        wait_for(marker.exists, 30, "the attempt to begin")
+        assert future.status == "pending"
+        planner.close()  # gone before it said fire_and_forget
+        assert key in watcher.run_on_scheduler(_tasks)
+        release.write_text("go")
+
+        def finished() -> bool:
+            events = watcher.get_events(tasks.TOPIC)  # where an attempt's end is told
+            return any(m.get("event") == "finished" and m.get("key") == key for _, m in events)
+
+        wait_for(finished, 30, "the attempt's end, for the next planner")
+        wait_for(lambda: key not in watcher.run_on_scheduler(_tasks), 30, "the key released")

@@ -10,8 +10,9 @@ owns retries and their delays).
 
 The tasks Dask runs for attempts, and their events, are in ``planner.live.tasks``.
 
-Restart safety: with a remote scheduler every attempt is also ``fire_and_forget``-ed, so a dead
-planner does not cancel work, and ``started``/``finished`` events are logged under the
+Restart safety: with a remote scheduler every attempt is also ``fire_and_forget``-ed (and held by
+the scheduler as it grants the attempt's claim, ``once.install(hold=True)``), so a dead planner
+does not cancel work, and ``started``/``finished`` events are logged under the
 ``dask-planner`` topic (the start by the scheduler as it grants the attempt's claim, the end by the
 worker-side wrapper). A restarted planner re-attaches to attempts the scheduler still runs and
 reads the outcome of those that finished while it was down from the scheduler's event log (which
@@ -98,7 +99,7 @@ class Dispatcher:
         client.subscribe_topic(TOPIC, self._on_event)
         client.subscribe_topic(LOG_TOPIC, self._on_log)
         quicken(client)
-        once.install(client, TOPIC)
+        once.install(client, TOPIC, hold=remote)
 
     # Dask's thread ------------------------------------------------------------------------------
 

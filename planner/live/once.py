@@ -46,13 +46,15 @@ WITHDRAW = "planner_withdraw_attempts_3"
 FOREVER = 2**63
 #: keys remembered on the scheduler; far more than attempts can be in flight or in doubt at once
 MAX_CLAIMS = 200_000
+#: the client name under which Dask's ``fire_and_forget`` keeps tasks wanted until they end
+FIRE_AND_FORGET = "fire-and-forget"
 
 
 class AttemptAlreadyRan(RuntimeError):
     """Dask started an attempt a second time (its first worker died); it was not run again."""
 
 
-def _install(dask_scheduler: Any = None) -> bool:
+def _install(hold: bool = False, dask_scheduler: Any = None) -> bool:
     if HANDLER in dask_scheduler.handlers:
         return False
     claimed: OrderedDict[str, None] = OrderedDict()  # tokens claimed, and tokens withdrawn
@@ -75,6 +77,10 @@ def _install(dask_scheduler: Any = None) -> bool:
             remember(first, attempt, submitted)
         if event is not None:  # the start, announced only once it is certain
             dask_scheduler.log_event(topic, event)
+        if hold and attempt in dask_scheduler.tasks:
+            # a remote planner that dies between its submission and its fire_and_forget would
+            # take the attempt with it: once begun, it is kept until it ends (and no longer)
+            dask_scheduler.client_desires_keys(keys=[attempt], client=FIRE_AND_FORGET)
         return True
 
     def withdraw(
@@ -119,10 +125,13 @@ def split_token(token: str) -> tuple[str, int]:
     return token.split("/", 1)[0], -1
 
 
-def install(client: Client, topic: str) -> None:
+def install(client: Client, topic: str, *, hold: bool = False) -> None:
     """Install the claim handlers on the client's scheduler (once; later calls keep its keys),
-    and the plugin that sends claims ahead on its workers, starts announced under ``topic``."""
-    client.run_on_scheduler(_install)
+    and the plugin that sends claims ahead on its workers, starts announced under ``topic``.
+    ``hold`` (a remote scheduler): a granted claim also makes the scheduler keep its task as
+    ``fire_and_forget`` does, so a planner that dies right after a submission loses nothing
+    that began."""
+    client.run_on_scheduler(_install, hold=hold)
     client.register_plugin(ClaimAhead(topic), name=ClaimAhead.name)
 
 
