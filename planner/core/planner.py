@@ -70,9 +70,10 @@ class Planner(SlotAhead):
 
     # -- public API -------------------------------------------------------------------------------
 
-    def __init__(self, *args: Any, chaining: bool = True, slot_ahead: bool = False, **kw: Any):
-        """``ProcessBook``'s arguments; ``chaining=False`` never hands a run over ahead;
-        ``slot_ahead``: also the run for the next slot to free (``planner.core.slot_ahead``)."""
+    def __init__(
+        self, *args: Any, chaining: bool = True, slot_ahead: bool = False, **kw: Any
+    ) -> None:
+        """``ProcessBook``'s arguments; runs handed over ahead: ``chaining``, ``slot_ahead``."""
         self._chain_book()
         self._slot_book()
         self.chaining = chaining

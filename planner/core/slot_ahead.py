@@ -7,8 +7,8 @@ it ends — when the rules make that certain:
 
 - ``W`` heads the candidate list (nothing waiting ranks before it), is not a retry, has no pool,
   resources, condition or time rule that could end its candidacy, and nothing is reserved;
-- no run of ``W`` is in flight (its end could change ``W``; a running ancestor of ``W`` keeps it
-  waiting, so none is);
+- no run of ``W`` is in flight (its end could change ``W``; no ancestor of ``W`` is either: a
+  running ancestor keeps ``W`` waiting);
 - no end can bring a rival that ranks before ``W``: for every run in flight, neither the
   successors that wait for it alone nor its own process (a re-run, or a retry at once) would;
 - no other run is handed over ahead (one per freed slot).
@@ -176,7 +176,7 @@ class SlotAhead(Chaining):
         succ = self.dag.g.succ
         for name in set(self.run_index.values()):
             running = self.states.get(name)
-            if running is None:  # (an ancestor of W is never running: W would wait for it)
+            if running is None:  # an orphan (removed from the registry as it ran): not here
                 return None
             first = running.definition.recurrent or _later_key(running, ranking) < key
             if first and self._again_at_once(running):
