@@ -11,6 +11,11 @@ waiting, as a ``threading.Event``, by the time the task's thread looks (``await_
 that finds no claim sent ahead for it (a worker without the plugin, a stream that would not send)
 claims from its thread as before.
 
+On an in-process cluster of threads (``--local-threads``) the scheduler runs on the worker's own
+event loop: the plugin then calls the scheduler's claim handler directly, from that loop, and the
+answer is there before the transition ends — no message either way, the same handler, the same
+guarantee. A worker in a process of its own sends the message.
+
 What it does not change: the scheduler grants the first claim of a submission and refuses any
 other, and publishes the attempt's start only as it grants (``once``). A chained attempt is
 claimed ahead only if its ancestor's outcome, already on the worker, is a success; otherwise it
@@ -39,6 +44,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CLAIM_OP", "GRANT_OP", "ClaimAhead", "await_grant", "started_event"]
 
+#: the name of the claim handler on the scheduler (``once.HANDLER``)
+HANDLER = "planner_claim_attempt_3"
 #: the worker → scheduler message asking for a claim (handled in ``once``)
 CLAIM_OP = "planner_claim_ahead_3"
 #: the scheduler → worker answer
@@ -110,6 +117,7 @@ class ClaimAhead(WorkerPlugin):
         self.topic = topic
         self.worker: Any = None
         self.claims: _Claims | None = None
+        self.local: Any = None  # the scheduler, when it shares this worker's loop
 
     def setup(self, worker: Any) -> None:
         claims = getattr(worker, _STATE, None)
@@ -118,6 +126,7 @@ class ClaimAhead(WorkerPlugin):
             setattr(worker, _STATE, claims)
         worker.stream_handlers[GRANT_OP] = claims.granted
         self.worker, self.claims = worker, claims
+        self.local = _scheduler_on_loop(worker)
 
     def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
         claims = self.claims
@@ -142,6 +151,11 @@ class ClaimAhead(WorkerPlugin):
             return  # it runs nothing: nothing to claim
         job, attempt_key, token = args[-3:]
         started = started_event(job, attempt_key, worker.address)
+        local = self.local.handlers.get(HANDLER) if self.local is not None else None
+        if local is not None:  # the scheduler runs on this very loop: ask it without a message
+            claims.add(str(key), token)
+            claims.granted(token=token, granted=local(key=token, topic=self.topic, event=started))
+            return
         msg = {"op": CLAIM_OP, "token": token, "topic": self.topic, "event": started}
         try:
             worker.batched_stream.send(msg)
@@ -149,6 +163,18 @@ class ClaimAhead(WorkerPlugin):
             log.debug("claim ahead of %s not sent", key, exc_info=True)
             return
         claims.add(str(key), token)  # the answer cannot come before: it is read on this loop
+
+
+def _scheduler_on_loop(worker: Any) -> Any:
+    """The worker's scheduler if it lives in this process and runs on the worker's own event
+    loop (an in-process cluster of threads), else None."""
+    from distributed.scheduler import Scheduler
+
+    address = getattr(worker.scheduler, "address", None)
+    for scheduler in list(Scheduler._instances):
+        if scheduler.address == address and scheduler.loop is worker.loop:
+            return scheduler
+    return None
 
 
 def started_event(spec: Any, key: str, worker: str) -> dict[str, Any]:

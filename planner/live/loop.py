@@ -105,7 +105,8 @@ class LiveDriver(Recording):
         self.kept: list[ChainKept] = []  # withdrawals too late, for the core's next step
         self.held: list[Done] = []  # ends of chained runs that the core has not started yet
         self.unsubmitted: set[str] = set()  # chained runs whose ancestor left Dask first
-        self.partial_logs = PartialLogs(configured_log_max_bytes())  # attempts in flight, so far
+        self.log_max_bytes = configured_log_max_bytes()  # read once: each attempt's bound
+        self.partial_logs = PartialLogs(self.log_max_bytes)  # attempts in flight, so far
         now = clock()
         withdraw_pending(store, dispatcher, now)  # chained runs an earlier planner left
         self.revision = store.registry_revision()  # first: a change made meanwhile is seen later

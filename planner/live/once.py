@@ -18,8 +18,9 @@ first, which ``withdraw`` reports (too late: it runs as if started before the wi
 
 The claimed set lives in the scheduler's memory (bounded: the oldest of ``MAX_CLAIMS`` keys are
 forgotten) and survives planner restarts on a remote scheduler. One round trip to the scheduler
-per attempt, sent from the worker's event loop as it decides to run the task
-(``planner.live.claim_ahead``) or, failing that, from the task's thread; the claim also carries
+per attempt (none on an in-process cluster of threads, whose worker calls the handler), sent
+from the worker's event loop as it decides to run the task (``planner.live.claim_ahead``) or,
+failing that, from the task's thread; the claim also carries
 the attempt's ``started`` event, which the scheduler publishes to the planner when (and only
 when) it grants the claim, so a start costs one message from the worker, not two.
 
@@ -38,9 +39,8 @@ from typing import Any
 from distributed import Client
 from distributed.utils import sync
 
-from planner.live.claim_ahead import CLAIM_OP, GRANT_OP, ClaimAhead
+from planner.live.claim_ahead import CLAIM_OP, GRANT_OP, HANDLER, ClaimAhead
 
-HANDLER = "planner_claim_attempt_3"
 WITHDRAW = "planner_withdraw_attempts_3"
 #: "every submission so far and later": withdrawing a key for good
 FOREVER = 2**63

@@ -75,6 +75,7 @@ class Recording:
     dispatcher: Dispatcher
     core: Planner
     cwd: str | None
+    log_max_bytes: int  # each attempt's log bound (Dask's config, read once)
     summary: Summary
     outcomes: dict[tuple[str, int], JobOutcome]
     deadlines: dict[tuple[str, int], datetime]
@@ -279,6 +280,7 @@ class Recording:
             final_attempt=start.final_attempt,
             cwd=self.cwd,
             ancestors={a: self.results.get(a) for a in definition.ancestors},
+            log_max_bytes=self.log_max_bytes,
         )
         if start.after is not None:  # chained: its ancestor's result joins on the worker
             return dataclasses.replace(spec, chained_after=process_of(start.after))

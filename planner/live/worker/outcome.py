@@ -98,8 +98,10 @@ class JobSpec:
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         ancestors: Mapping[str, Any] | None = None,
+        log_max_bytes: int | None = None,
     ) -> JobSpec:
-        """The spec of an attempt of ``process``; ``params`` (e.g. a trigger's) override its own."""
+        """The spec of an attempt of ``process``; ``params`` (e.g. a trigger's) override its own.
+        ``log_max_bytes``: the bound of its log, read from Dask's config unless given."""
         return cls(
             process=process.name,
             run_id=run_id,
@@ -117,7 +119,7 @@ class JobSpec:
                 on_error=process.on_error,
             ),
             retry_on=tuple(process.retry_on),
-            log_max_bytes=configured_log_max_bytes(),
+            log_max_bytes=(configured_log_max_bytes() if log_max_bytes is None else log_max_bytes),
             ancestors=dict(ancestors or {}),
             final_attempt=final_attempt,
             cwd=cwd if cwd is not None else os.getcwd(),
