@@ -264,3 +264,30 @@ def test_on_one_thread_the_next_run_waits_in_dask_and_the_order_is_still_simulat
     with_4_threads = _live_and_simulated(tmp_path / "four", client, seed, 14)
     ahead = _live_and_simulated(tmp_path, one_thread, seed, 14)
     assert ahead > with_4_threads  # not vacuous: runs handed over for the slot, not only chains
+
+
+def test_a_planner_rebuilt_from_the_records_does_not_rerun_a_chained_descendant(
+    tmp_path: Path, client: Client, store_url: str
+) -> None:
+    """A descendant handed to Dask ahead is recorded before its ancestor ends. The core rebuilt
+    from the database (a restarted planner, ``plan`` in another shell) must see the ancestor's
+    success as older than the descendant's start, as the planner that ran them did: once the
+    descendant's refresh window has passed it waits for a new success of its ancestor, and
+    does not run again on the old one."""
+    from planner.interfaces.dry_run import dry_run_core
+
+    store = _store(
+        tmp_path,
+        "processes:\n"
+        "  root: {run: workflows.jobs.demo:noop}\n"
+        "  child: {run: workflows.jobs.demo:noop, ancestors: [root], refresh_window: 1s}\n",
+        store_url,
+    )
+    summary = _driver(store, client).run(until_idle=True)
+    assert summary.statuses == {"succeeded": 2} and summary.ahead == 1  # child went ahead
+    registry, applied = store.load_registry()
+    later = utcnow() + timedelta(minutes=5)  # well past child's refresh window
+    decisions = dry_run_core(store, registry, applied, later, None).plan(later)
+    (child,) = [d for d in decisions if d.process == "child"]
+    assert child.decision == "wait"
+    assert [r.code.value for r in child.reasons] == ["ancestors"]

@@ -225,3 +225,33 @@ def test_a_retry_after_an_end_in_the_same_turn(store: SqlStore) -> None:
     assert (active.run_id, active.attempt, active.status) == ("p0-1", 2, RunStatus.QUEUED)
     first = next(a for a in store.history() if a.attempt == 1)
     assert first.status is RunStatus.FAILED and first.duration_s == pytest.approx(0.5)
+
+
+def test_a_confirmed_chained_run_counts_as_queued_when_it_was_confirmed(store: SqlStore) -> None:
+    """A chained run is recorded ``pending`` when it is handed to Dask, before its ancestor
+    ends; it starts when the planner confirms it, after that end. Its attempt's ``queued`` is
+    the confirmation, so a planner rebuilt from the records (after a restart, or ``plan`` in
+    another shell) sees the ancestor's success as older than its last start — as the planner
+    that ran it did — and does not take the ancestor for fresh again."""
+    store.record_turn(
+        Turn(at=at(0), created=[NewRun(run_id="a-1", process="a", scheduled=at(0), queued=at(0))])
+    )
+    chained = NewRun(run_id="b-1", process="b", scheduled=at(1), queued=at(1), pending=True)
+    store.record_turn(Turn(at=at(1), created=[chained]))
+    store.record_turn(
+        Turn(
+            at=at(3),
+            ended=[
+                AttemptEnd(
+                    run_id="a-1", attempt=1, status=RunStatus.SUCCEEDED, start=at(0), end=at(2)
+                )
+            ],
+            confirmed=["b-1"],
+        )
+    )
+    b = store.load_histories()["b"]
+    a = store.load_histories()["a"]
+    assert a.last_success_end == at(2)
+    assert b.last_start == at(3) and b.last_start > a.last_success_end
+    (attempt,) = [h for h in store.history() if h.run_id == "b-1"]
+    assert attempt.queued == at(3) and attempt.status is RunStatus.QUEUED

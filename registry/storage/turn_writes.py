@@ -20,6 +20,7 @@ turn's size divided by ``CHUNK``, not with the number of runs.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Text, and_, bindparam, delete, func, insert, select, update
@@ -39,6 +40,7 @@ CHUNK = 500
 _RUN_FIELDS = ("status", "attempt", "retry_at", "ended")
 _ATTEMPT_FIELDS = (
     "status",
+    "queued",
     "start",
     "end",
     "duration_s",
@@ -174,7 +176,7 @@ def record_turn(conn: Connection, turn: Turn) -> None:
     rows = _Rows(conn, ids)
     gone = [_withdrawn(rows, run_id) for run_id in turn.withdrawn]
     for run_id in turn.confirmed:
-        _confirmed(rows, run_id)
+        _confirmed(rows, run_id, turn.at)
     for s in turn.started:
         _started(rows, s)
     for e in turn.ended:
@@ -207,11 +209,13 @@ def _withdrawn(rows: _Rows, run_id: str) -> str:
     return run_id
 
 
-def _confirmed(rows: _Rows, run_id: str) -> None:
+def _confirmed(rows: _Rows, run_id: str, at: datetime) -> None:
+    """A chained run the planner started at ``at``, after its ancestor's end: it counts as
+    queued then (the planner's last start of it), not when it was handed to Dask ahead."""
     run = rows.run(run_id)
     current = rows.current(run, 1, RunStatus.QUEUED)
     check_transition(run_id, RunStatus(run["status"]), RunStatus.QUEUED)
-    rows.set_attempt(current, status=RunStatus.QUEUED.value)
+    rows.set_attempt(current, status=RunStatus.QUEUED.value, queued=at)
     rows.set_run(run, status=RunStatus.QUEUED.value)
 
 
