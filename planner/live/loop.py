@@ -55,6 +55,11 @@ log = logging.getLogger(__name__)
 
 #: decisions kept in memory while the database is away (the oldest are dropped past it)
 DECISIONS_BUFFERED = 10_000
+#: ends are gathered for a turn while Dask holds at least this many of the planner's runs not
+#: yet begun per thread (slots well above the cluster's threads) ...
+GATHER_DEPTH_PER_THREAD = 2
+#: ... for this long at most after the first of them
+GATHER_S = 0.02
 
 
 def utcnow() -> datetime:
@@ -126,6 +131,7 @@ class LiveDriver(Recording):
         )
         self.capacity = (threads, resources)
         self._next_poll = 0.0
+        self._gathering: float | None = None  # when the ends waiting for a turn began to gather
         self._startup_events = reconcile(
             store, dispatcher, self.outcomes, now, self.summary.inherited
         )
@@ -138,6 +144,8 @@ class LiveDriver(Recording):
         while not self.stop_event.is_set():
             now = self.clock()
             events += self._collect(now)
+            if self._gather(events):
+                continue
             # a database outage: completions wait in ``events``; nothing new is decided or
             # started until the step that could not be recorded has been
             if self.unrecorded is not None and (
@@ -278,6 +286,36 @@ class LiveDriver(Recording):
         if self.dispatcher.inbox.empty():
             self.dispatcher.wake.wait(min(waits))
         self.dispatcher.wake.clear()
+
+    def _gather(self, events: list[Event]) -> bool:
+        """Whether to wait a little for more ends before the turn (True after waiting).
+
+        While Dask still holds many of this planner's runs that no thread has begun, refilling
+        the freed slots at once gains nothing: no thread idles. A turn of many ends costs about
+        what a turn of one does (one transaction, one submission), so ends are gathered for up
+        to ``GATHER_S``. Anything but ends (a trigger, a condition's answer, a poll, an outage,
+        a stop) and a shallow queue take the turn at once."""
+        since, self._gathering = self._gathering, None
+        if not events or self.unrecorded is not None or self.stop_event.is_set():
+            return False
+        if time.monotonic() >= self._next_poll or not all(
+            isinstance(e, RunFinished) for e in events
+        ):
+            return False
+        begun = len(self.running)
+        if len(self.dispatcher.futures) - begun < GATHER_DEPTH_PER_THREAD * max(
+            self.capacity[0] or 1, 1
+        ):
+            return False
+        now = time.monotonic()
+        since = now if since is None else since
+        if now - since >= GATHER_S:
+            return False
+        self._gathering = since
+        if self.dispatcher.inbox.empty():
+            self.dispatcher.wake.wait(since + GATHER_S - now)
+        self.dispatcher.wake.clear()
+        return True
 
     def _collect(self, now: datetime) -> list[Event]:
         events: list[Event] = []

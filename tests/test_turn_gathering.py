@@ -1,0 +1,67 @@
+"""Turns that gather ends: while Dask holds many of the planner's runs that no thread has begun
+(slots well above the cluster's threads), refilling the freed slots at once gains nothing, so
+the live loop waits up to ``GATHER_S`` for more ends and records them in one turn. With as many
+slots as threads, each end is a turn of its own at once. On a real in-process cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from distributed import Client, LocalCluster
+
+from planner.live.dispatch import Dispatcher
+from planner.live.loop import LiveDriver
+from registry.model import ProcessDef, RegistryDef
+from registry.storage.sqlstore import SqlStore
+
+pytestmark = pytest.mark.integration
+
+JOBS = 400
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    with (
+        LocalCluster(
+            processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
+
+
+def _ends_per_turn(tmp_path: Path, client: Client, slots: int) -> list[int]:
+    """Run JOBS independent no-op processes; the number of ends each written turn recorded."""
+    processes = {
+        f"j{i:04d}": ProcessDef(name=f"j{i:04d}", run="workflows.jobs.demo:noop")
+        for i in range(JOBS)
+    }
+    store = SqlStore(f"sqlite:///{tmp_path / 'turns.db'}")
+    try:
+        store.apply(RegistryDef(slots=slots, processes=processes), now=datetime.now(UTC))
+        driver = LiveDriver(store, Dispatcher(client, remote=False), poll_interval=1.0)
+        turns: list[int] = []
+        driver.listeners.append(lambda _driver, step: turns.append(len(step.settled)))
+        summary = driver.run(until_idle=True)
+        assert summary.statuses == {"succeeded": JOBS}
+        assert len(store.history(limit=None)) == JOBS  # every end recorded, once
+    finally:
+        store.close()
+    return [n for n in turns if n]
+
+
+def test_with_a_deep_queue_in_dask_a_turn_records_many_ends(tmp_path: Path, client: Client) -> None:
+    ends = _ends_per_turn(tmp_path, client, slots=64)  # one thread: 63 runs wait in Dask
+    assert sum(ends) == JOBS
+    # taken one by one, as they come, the turns record one or two ends each
+    assert len(ends) <= JOBS / 3, f"{len(ends)} turns for {JOBS} ends"
+
+
+def test_with_as_many_slots_as_threads_nothing_waits_to_be_gathered(
+    tmp_path: Path, client: Client
+) -> None:
+    ends = _ends_per_turn(tmp_path, client, slots=1)  # the next run waits for this turn
+    assert ends == [1] * JOBS
