@@ -27,6 +27,9 @@ said grouped: ``group_problems`` gathers the problems of at least ``GROUP_AT`` p
 the same message at the same key (relative to each process; for a template's items, the same key
 of the template) into one ``ProblemGroup``, printed once with the count, the file and line of the
 first, and the first ``NAMES_SHOWN`` names. Fewer alike stay one line each, with their own line.
+The items of a template are alike when their messages are the same once each item's filled-in
+texts are put back as placeholders (``Problem.pattern``): ``run: "nosuch_{item}:go"`` over 700
+items is one group, said with the placeholders (``cannot import module 'nosuch_{item}'``).
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ class Problem:
     path: str = ""  # key path inside the document, e.g. "processes.build.retries"
     template: str | None = None
     item: str | None = None
+    #: a template's process: the message with the texts its item filled in put back as their
+    #: placeholders (``unknown pool 'pool_{item}'``), when that changes it
+    pattern: str | None = None
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
@@ -86,6 +92,14 @@ class ProblemGroup:
     def first(self) -> Problem:
         return self.problems[0]
 
+    @property
+    def message(self) -> str:
+        """What the problems say: their message, or, when it differs by item, its pattern."""
+        first = self.first
+        if first.pattern is None or all(p.message == first.message for p in self.problems):
+            return first.message
+        return first.pattern
+
     def __str__(self) -> str:
         first = self.first
         where = first.file if first.line is None else f"{first.file}:{first.line}"
@@ -97,7 +111,7 @@ class ProblemGroup:
         else:
             who = f"{count} processes ({name_list([p.process or '' for p in self.problems])})"
             at = f" (key {self.key})" if self.key else ""
-        return f"{where}: {who}: {first.message}{at}"
+        return f"{where}: {who}: {self.message}{at}"
 
 
 def name_list(names: Sequence[str], shown: int = NAMES_SHOWN) -> str:
@@ -132,12 +146,13 @@ def group_problems(problems: Iterable[Problem]) -> list[Problem | ProblemGroup]:
 def _group_key(problem: Problem) -> tuple[str | None, str, str] | None:
     """(template, message, key) of a process's problem; ``None`` for one of a file or template.
 
-    The items of a template are alike at the same path of the template; other processes at the
-    same key inside each (``processes.NAME.`` left out)."""
+    The items of a template are alike at the same path of the template, with the same pattern
+    (placeholders put back); other processes at the same key inside each (``processes.NAME.``
+    left out)."""
     if problem.process is None:
         return None
     if problem.template is not None and problem.item is not None:
-        return problem.template, problem.message, problem.path
+        return problem.template, problem.pattern or problem.message, problem.path
     prefix = f"processes.{problem.process}"
     path = problem.path
     if path == prefix:

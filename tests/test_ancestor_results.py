@@ -5,6 +5,7 @@ cluster, whether the descendant is handed to Dask ahead of its ancestor's end or
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -68,3 +69,52 @@ processes:
     assert summary.ahead == 1  # handed to Dask behind extract's task, before extract ended
     assert runs["load"].status is RunStatus.SUCCEEDED
     assert runs["load"].result_json == {"seen": {"extract": {"rows": 7, "table": "orders"}}}
+
+
+def test_a_descendant_added_while_the_planner_runs_gets_its_ancestors_result(
+    tmp_path: Path,
+) -> None:
+    """``a`` succeeds as a leaf (no descendant: the driver keeps no result for it); a registry
+    applied meanwhile adds ``b: {ancestors: [a]}``, and ``b`` still sees what ``a`` returned."""
+    from distributed import Client, LocalCluster
+
+    from planner.live.dispatch import Dispatcher
+    from planner.live.loop import LiveDriver, utcnow
+    from tests.waiting import wait_for
+
+    first = tmp_path / "first.yaml"
+    first.write_text("processes:\n  a: {run: tests.live_jobs:produce, params: {rows: 5}}\n")
+    second = tmp_path / "second.yaml"
+    second.write_text(
+        "processes:\n"
+        "  a: {run: tests.live_jobs:produce, params: {rows: 5}}\n"
+        "  b: {run: tests.live_jobs:consume, ancestors: [a]}\n"
+    )
+    store = SqlStore(f"sqlite:///{tmp_path}/planner.db")
+    store.apply(load_files([first]), now=utcnow())
+    with (
+        LocalCluster(
+            processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        driver = LiveDriver(store, Dispatcher(client, remote=False), poll_interval=0.05)
+        thread = threading.Thread(target=driver.run, daemon=True)
+        thread.start()
+        try:
+            wait_for(
+                lambda: any(r.status is RunStatus.SUCCEEDED for r in store.history("a")),
+                what="a to succeed",
+            )
+            store.apply(load_files([second]), now=utcnow())
+            done = wait_for(
+                lambda: [r for r in store.history("b") if r.status.terminal],
+                what="b to finish",
+            )
+        finally:
+            driver.stop()
+            thread.join(30)
+        assert not thread.is_alive()
+    store.close()
+    assert done[0].status is RunStatus.SUCCEEDED
+    assert done[0].result_json == {"seen": {"a": {"rows": 5, "table": "orders"}}}

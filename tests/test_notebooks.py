@@ -100,7 +100,7 @@ def test_plan_table_keeps_the_planners_order_and_reasons() -> None:
     registry = load_files([ROOT / "workflows" / "adp.yaml"])
     planner = Planner(registry, now=START, applied_at=dict.fromkeys(registry.processes, START))
     table = nb.plan_table(planner.plan(START.replace(hour=2, minute=59)))
-    assert list(table.columns) == ["process", "decision", "codes", "reasons"]
+    assert list(table.columns) == ["process", "decision", "codes", "reasons", "members"]
     rows = table.set_index("process")
     assert rows.loc["A", "codes"] == "not_due"
     assert rows.loc["B", "codes"] == "not_before, ancestors"
@@ -153,3 +153,64 @@ def test_random_outcomes_are_seeded() -> None:
 
     assert draws(3) == draws(3)
     assert {o.status for o in draws(3)} == {RunStatus.SUCCEEDED, RunStatus.FAILED}
+
+
+def test_recorded_simulated_runs_carry_no_results(tmp_path: Path) -> None:
+    """Simulated runs give ``None``: a recorded simulation stores no result, so a planner
+    started on that history hands its descendants ``None`` in ``ctx.ancestors``."""
+    registry = load_files([ROOT / "workflows" / "nightly.yaml"])
+    sim = simulate(registry, start=START, until=START + timedelta(days=1))
+    ancestors = sorted({a for d in registry.processes.values() for a in d.ancestors})
+    with SqlStore(f"sqlite:///{(tmp_path / 'h.db').as_posix()}") as store:
+        store.apply(registry, now=START)
+        assert nb.record_simulation(store, registry, sim) > 0
+        attempts = store.history(limit=None)
+        results = store.last_results(ancestors)
+    succeeded = {a.process for a in attempts if a.status is RunStatus.SUCCEEDED}
+    assert ancestors and set(ancestors) <= succeeded
+    assert all(a.result is None and a.result_json is None for a in attempts)
+    assert results == dict.fromkeys(ancestors)
+
+
+# -- templates: grouped as `planner plan` groups them, expanded on demand ------------------------
+
+PAIRED = """
+processes:
+  extract: {foreach: [orders, customers, products], run: workflows.jobs.demo:noop, hold: true}
+  publish:
+    foreach: [orders, customers, products]
+    run: workflows.jobs.demo:noop
+    ancestors: ["extract.{item}"]
+  report: {run: workflows.jobs.demo:noop, ancestors: [publish]}
+"""
+
+
+def test_plan_table_groups_a_templates_processes_and_expands_them(tmp_path: Path) -> None:
+    (tmp_path / "paired.yaml").write_text(PAIRED)
+    registry = load_files([tmp_path / "paired.yaml"])
+    planner = Planner(registry, now=START, applied_at=dict.fromkeys(registry.processes, START))
+    decisions = planner.plan(START)
+    grouped = nb.plan_table(decisions, registry=registry).set_index("process")
+    assert list(grouped.index) == ["extract.* ×3", "publish.* ×3", "report"]
+    assert grouped.loc["extract.* ×3", "members"] == 3
+    assert grouped.loc["publish.* ×3", "reasons"] == "ancestors: extract.{item} (never succeeded)"
+    assert grouped.loc["report", "members"] == 1
+    every = nb.plan_table(decisions, registry=registry, expand=True)
+    assert len(every) == 7 and set(every["members"]) == {1}
+    assert list(nb.plan_table(decisions)["process"]) == list(every["process"])
+
+
+def test_the_simulated_gantt_has_a_row_per_template_unless_expanded(tmp_path: Path) -> None:
+    (tmp_path / "paired.yaml").write_text(PAIRED.replace(", hold: true", ""))
+    registry = load_files([tmp_path / "paired.yaml"])
+    sim = simulate(registry, start=START, until=START + timedelta(hours=1), slots=2)
+    assert len({r.process for r in sim.runs}) == 7
+
+    def rows(**kw: object) -> list[str]:
+        fig = nb.gantt_figure(sim.runs, registry=registry, **kw)  # type: ignore[arg-type]
+        return list(fig.y_range.factors)[::-1]  # top row first
+
+    assert rows() == ["extract.* (3)", "publish.* (3)", "report"]
+    expanded = rows(expand=True)
+    assert len(expanded) == 7 and expanded[-1] == "report"
+    assert rows() == rows(order=["extract.* (3)", "publish.* (3)", "report"])

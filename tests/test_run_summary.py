@@ -177,6 +177,34 @@ def test_a_large_run_is_summed_up_per_process_and_status() -> None:
     assert "530 attempts started; 530 finished: 30 failed, 500 succeeded" in text
 
 
+def test_a_run_of_10_000_processes_is_a_screen_not_10_000_rows() -> None:
+    from planner.interfaces.terminal.run_summary import ROWS_LISTED, FinishedAttempt
+
+    attempts = [
+        FinishedAttempt(process=f"p{n:05d}", run_id=f"p{n:05d}-1", attempt=1, status="succeeded")
+        for n in range(10_000)
+    ] + [
+        FinishedAttempt(process=f"q{n}", run_id=f"q{n}-1", attempt=1, status="timed_out")
+        for n in range(3)
+    ]
+    console = Console(width=100, record=True, color_system=None)
+    console.print(run_summary_view(RunReport(attempts=tuple(attempts), started=10_003)))
+    lines = [" ".join(line.split()) for line in console.export_text().splitlines()]
+    rows = [line.split(" │ ")[:2] for line in lines if " │ " in line]
+    assert len(rows) == ROWS_LISTED
+    failures_first = [["q0", "timed_out"], ["q1", "timed_out"], ["q2", "timed_out"]]
+    assert rows[:4] == [*failures_first, ["p00000", "succeeded"]]
+    more = 10_003 - ROWS_LISTED
+    assert (
+        f"… and {more:,} more rows: {more:,} succeeded (p00017, p00018, p00019, p00020, p00021,"
+        " … and 9978 more); `planner history` lists every attempt"
+    ) in " ".join(lines)
+    assert "10,003 attempts started; 10,003 finished: 10,000 succeeded, 3 timed_out" in (
+        " ".join(lines)
+    )
+    assert len(lines) < 60
+
+
 class _FailsOnceOnAnEnd(SqlStore):
     """A store whose first write of an attempt's end meets an outage (nothing of it commits)."""
 

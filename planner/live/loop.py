@@ -43,6 +43,7 @@ from planner.live.restart import reconcile, withdraw_pending
 from planner.live.worker import JobOutcome
 from planner.live.worker.logs import configured_log_max_bytes
 from registry.lifecycle import RunStatus
+from registry.model import RegistryDef
 from registry.records import (
     ErrorInfo,
     LoggedDecision,
@@ -100,8 +101,11 @@ class LiveDriver(Recording):
         # saved job states by process: only this planner writes them, so they are read once,
         # all at once; a process missing here has none (write-through cache)
         self.states: dict[str, Any] = store.load_states()
-        # the result of each ancestor's latest success, for its descendants' ``ctx.ancestors``
+        # the result of each ancestor's latest success, for its descendants' ``ctx.ancestors``:
+        # read for the registry's ancestors at start-up and for new ones at each reload, then
+        # kept up to date by the successes this planner records
         self.results: dict[str, Any] = {}
+        self.ancestor_names: frozenset[str] = frozenset()  # the names ``results`` is kept for
         self.decision_buffer: list[LoggedDecision] = []
         self.listeners: list[Callable[[LiveDriver, Step], None]] = []
         self.decision_s = 0.0  # how long the core took over the last step (for listeners)
@@ -117,7 +121,7 @@ class LiveDriver(Recording):
         self.revision = store.registry_revision()  # first: a change made meanwhile is seen later
         registry, applied = store.load_registry(refresh=True)
         threads, resources = dispatcher.threads_and_resources()
-        self.results = store.last_results()
+        self._load_results(registry)
         self.core = Planner(
             registry,
             now=now,
@@ -377,6 +381,7 @@ class LiveDriver(Recording):
         revision = self.store.registry_revision()
         if revision != self.revision:
             registry, applied = self.store.load_registry(refresh=True)  # kept for the commands
+            self._load_results(registry)
             events.append(RegistryChanged(registry=registry, applied_at=applied))
         requests = self.store.pending_requests()
         now = self.clock()
@@ -410,6 +415,18 @@ class LiveDriver(Recording):
             self.store.write_partial_logs(grown)
         self.revision = revision  # only now: a poll that failed halfway is redone whole
         return events
+
+    def _load_results(self, registry: RegistryDef) -> None:
+        """Keep ``results`` for ``registry``'s ancestors: a process that just became one may
+        have succeeded while it had no descendant (no result kept), so the results of the new
+        ancestors are read from the store, in one query; those of former ones are dropped."""
+        wanted = frozenset(a for p in registry.processes.values() for a in p.ancestors)
+        new = wanted - self.ancestor_names
+        loaded = self.store.last_results(sorted(new)) if new else {}
+        for name in self.ancestor_names - wanted:
+            self.results.pop(name, None)
+        self.results.update(loaded)
+        self.ancestor_names = wanted
 
     def _cancel(self, run_id: str, now: datetime) -> Event | None:
         for rid, attempt in list(self.dispatcher.futures):

@@ -6,7 +6,10 @@
    standby connects to no cluster and starts nothing.
 2. **Connect** to the remote scheduler, or start the in-process ``LocalCluster``. Meanwhile a
    thread renews the lease (``Leadership.renew_meanwhile``): a slow cluster start must not let
-   the next standby take over from a planner that has not planned yet.
+   the next standby take over from a planner that has not planned yet. The moment the cluster
+   is up it is logged and ``on_connected`` is called — before the driver loads the registry,
+   results, histories and states and builds its core, so a start's cost can be told apart from
+   the cluster's.
 3. **Drive**: ``LiveDriver.run`` until idle, until ``--for`` has passed, or until stopped. SIGTERM
    and a first Ctrl-C ask for a clean stop (a second Ctrl-C interrupts at once).
 4. **Stop cleanly** (``LiveDriver.shutdown``): with an in-process cluster, runs still in flight
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -55,6 +59,8 @@ from planner.live.outage import DEFAULT_LIMIT
 from planner.live.recording import Summary
 from registry.errors import LeaseLost
 from registry.storage.store import Store
+
+log = logging.getLogger(__name__)
 
 
 def run_planner(
@@ -74,9 +80,11 @@ def run_planner(
     say: Callable[[str], None] | None = None,
     allow_reruns: bool = False,
     adapt: Adapt | None = None,
+    on_connected: Callable[[Connection], None] | None = None,
 ) -> Summary:
     """Stand by, then plan and execute on Dask until told to stop; returns what was done.
 
+    ``on_connected(connection)`` runs as soon as the cluster is up, before the driver is built.
     ``on_ready(driver, connection)`` runs once the driver exists (to print addresses, serve the
     page, show a live display); it may return a function called when the run ends. ``say``
     receives the standby's messages (whom it waits for) and warnings about the cluster;
@@ -117,6 +125,9 @@ def run_planner(
                 ) as conn,
                 _frozen_after_cold_start() as freeze,
             ):
+                log.info("cluster up: %s", cluster_text(conn))
+                if on_connected is not None:
+                    on_connected(conn)
                 dispatcher = _dispatcher(conn)
                 with _collector_off():
                     driver = LiveDriver(
@@ -161,6 +172,14 @@ def run_planner(
     if interrupted or stop.is_set():
         summary.stopped_by = "signal"
     return summary
+
+
+def cluster_text(conn: Connection) -> str:
+    """``tcp://127.0.0.1:40123 (in-process, 4 threads)``: the scheduler and what it offers."""
+    address = conn.client.scheduler.address if conn.client.scheduler is not None else "?"
+    kind = "remote" if conn.remote else "in-process"
+    threads = sum(conn.client.nthreads().values())
+    return f"{address} ({kind}, {threads} thread{'s' if threads != 1 else ''})"
 
 
 def _poster(driver: LiveDriver) -> Callable[[ConditionAnswered], None]:

@@ -340,7 +340,7 @@ def _load_processes(
         elif not _taken(name, where, entries, c):  # a template: one process per item
             template = c.templates[name] = Template.read(name, body, where, c.problems)
             for item in template.items:
-                item_where = ItemWhere.of(where, name, item.name)
+                item_where = ItemWhere.of(where, name, item, body)
                 full = item_where.process
                 filled, unfilled = fill(
                     body, item, ("processes", full), partial(c.report, item_where)

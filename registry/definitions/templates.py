@@ -26,14 +26,22 @@ In ``ancestors``, after the placeholders are filled, a template's name stands fo
 processes (in item order), so ``ancestors: [extract]`` waits for every ``extract.*``; and
 ``"extract.{item}"`` in template ``publish`` pairs ``publish.orders`` with ``extract.orders``: an
 item that the other template lacks is an error naming both templates.
+
+Said alike. Texts about a template's processes often differ by the item alone (``extract.orders
+(never succeeded)``, ``unknown pool 'pool_orders'``). ``unfill`` puts the filled-in texts back
+as their placeholders, so they read the same for every item: ``ItemWhere`` gives each problem of
+an item that ``pattern`` (``registry.errors`` groups the items' problems by it), and ``alike``
+groups a template's processes whose decisions or statuses and texts agree that way, for the
+views (``planner plan``, the notebooks) that show a template as one row.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from registry.definitions.schema import ITEM_PATTERN, PLACEHOLDER_PATTERN, process_name_problem
@@ -42,14 +50,17 @@ from registry.errors import Problem
 from registry.model import RegistryDef
 
 __all__ = [
+    "Alike",
     "Item",
     "ItemWhere",
     "Template",
+    "alike",
     "fill",
     "members",
     "read_items",
     "resolve_ancestors",
     "templates_of",
+    "unfill",
 ]
 
 _ITEM = re.compile(ITEM_PATTERN)
@@ -101,21 +112,28 @@ class Template:
 @dataclass(slots=True)
 class ItemWhere(Where):
     """A file's locations seen from one process of a template: the paths of ``TEMPLATE.ITEM``
-    are the template's, and its problems name the process, the template and the item."""
+    are the template's, and its problems name the process, the template and the item. Given
+    the template's entry as written (``body``) and the item (``filled_by``), a problem also
+    gets its ``pattern``: the message with the texts this item filled in at the problem's key
+    put back as their placeholders, so that the same mistake of many items is said once."""
 
     template: str = ""
     item: str = ""
     process: str = ""
+    body: Mapping[str, Any] = field(default_factory=dict)
+    filled_by: Item | None = None
 
     @classmethod
-    def of(cls, where: Where, template: str, item: str) -> ItemWhere:
+    def of(cls, where: Where, template: str, item: Item, body: Mapping[str, Any]) -> ItemWhere:
         return cls(
             file=where.file,
             lines=where.lines,
             fallback=where.fallback,
             template=template,
-            item=item,
-            process=f"{template}.{item}",
+            item=item.name,
+            process=f"{template}.{item.name}",
+            body=body,
+            filled_by=item,
         )
 
     def _in_template(self, path: KeyPath) -> KeyPath:
@@ -128,7 +146,23 @@ class ItemWhere(Where):
 
     def problem(self, path: KeyPath, message: str) -> Problem:
         found = Where.problem(self, self._in_template(path), message)
-        return replace(found, process=self.process, template=self.template, item=self.item)
+        return replace(
+            found,
+            process=self.process,
+            template=self.template,
+            item=self.item,
+            pattern=self._pattern(path, message),
+        )
+
+    def _pattern(self, path: KeyPath, message: str) -> str | None:
+        if self.filled_by is None or len(path) < 3 or path[:2] != ("processes", self.process):
+            return None
+        written = self.body.get(str(path[2]))  # the field as the template has it
+        texts = placeholder_texts(written, self.filled_by)
+        if written is None or not texts:
+            return None
+        pattern = unfill(message, texts)
+        return pattern if pattern != message else None
 
 
 # -- items --------------------------------------------------------------------------------------
@@ -263,6 +297,127 @@ def _as_text(value: Any) -> str:
         return json.dumps(value)  # true, null, 5000000.0, ["a", 1]
     except (TypeError, ValueError):
         return str(value)  # a YAML date: 2026-01-01
+
+
+def unfill(text: str, values: Mapping[str, str]) -> str:
+    """``text`` with the placeholders put back: each occurrence of a placeholder's text
+    (``values``: placeholder → the text it was filled with) that is not part of a longer word
+    or number becomes the placeholder. ``unfill("extract.orders (running)", {"{item}":
+    "orders"})`` is ``"extract.{item} (running)"``, so the texts of many processes of a template
+    that differ only by their items read alike (``nosuch_{item}``; ``cannot`` keeps its ``a``).
+    A longer text wins over a shorter one it contains; an empty text is never put back."""
+    back = {filled: placeholder for placeholder, filled in values.items() if filled}
+    if not back:
+        return text
+    if len(back) == 1:  # the common case (``{item}``), without compiling a pattern per item
+        [(filled, placeholder)] = back.items()
+        return _put_back(text, filled, placeholder)
+    texts = sorted(back, key=len, reverse=True)
+    found = re.compile("(?<![A-Za-z0-9])(" + "|".join(map(re.escape, texts)) + ")(?![A-Za-z0-9])")
+    return found.sub(lambda m: back[m.group(1)], text)
+
+
+_WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+
+
+def _put_back(text: str, filled: str, placeholder: str) -> str:
+    """``unfill`` for one placeholder."""
+    out: list[str] = []
+    done, at = 0, text.find(filled)
+    while at >= 0:
+        end = at + len(filled)
+        if (at == 0 or text[at - 1] not in _WORD) and (end == len(text) or text[end] not in _WORD):
+            out += [text[done:at], placeholder]
+            done = end
+        at = text.find(filled, end if done == end else at + 1)
+    return "".join(out) + text[done:] if out else text
+
+
+def placeholder_texts(value: Any, item: Item) -> dict[str, str]:
+    """The placeholders in the strings of ``value`` (at any depth) → the text ``item`` fills
+    each with; those it cannot fill are left out (their problem is said already)."""
+    out: dict[str, str] = {}
+    for text in _strings(value):
+        for match in _PLACEHOLDERS.finditer(text):
+            placeholder = match.group(2)
+            if placeholder is None or placeholder in out:
+                continue
+            with contextlib.suppress(_Unfilled):
+                out[placeholder] = _as_text(_value(placeholder, item))
+    return out
+
+
+def _strings(value: Any) -> list[str]:
+    values = value.values() if isinstance(value, dict) else value
+    if isinstance(value, list | dict):
+        return [s for v in values for s in _strings(v)]
+    return [value] if isinstance(value, str) and "{" in value else []
+
+
+# -- processes said alike -------------------------------------------------------------------------
+
+#: groups ``alike`` makes of a template's processes alike but for their texts, then just one
+VARIANTS_SHOWN = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Alike:
+    """Processes said as one (``alike``): their names, in order, and the texts they share —
+    with ``{item}`` for each one's own item, or summed up where they differ. ``template`` is
+    ``None`` for a process said on its own (with its own texts)."""
+
+    template: str | None
+    names: tuple[str, ...]
+    texts: tuple[str, ...]
+
+    @property
+    def label(self) -> str:  # ``TEMPLATE.* ×N``, or the process's own name
+        return self.names[0] if self.template is None else f"{self.template}.* ×{len(self.names)}"
+
+
+def alike(
+    rows: Sequence[tuple[str, Hashable, Sequence[str]]],
+    templates: Mapping[str, str],
+    *,
+    variants: int = VARIANTS_SHOWN,
+) -> list[Alike]:
+    """``rows`` (process, what it is — its decision and reason codes —, its texts — the
+    details) with the processes of a template (``templates``: process → template) that are the
+    same, and whose texts agree once each one's item is put back as ``{item}``, said as one where
+    the first was. Up to ``variants`` variants of the texts are a group each; more, one group
+    whose differing texts read as the first and a count (``up0 (…), … (10 different)``)."""
+    groups: dict[tuple[Any, ...], list[tuple[str, Sequence[str]]]] = {}
+    for name, kind, texts in rows:
+        template = templates.get(name)
+        key = (template, kind) if template is not None else (None, name, len(groups))
+        groups.setdefault(key, []).append((name, texts))
+    out: list[Alike] = []
+    for (template, *_), members in groups.items():
+        if template is None or len(members) == 1:
+            out += [Alike(None, (name,), tuple(texts)) for name, texts in members]
+            continue
+        found: dict[tuple[str, ...], list[str]] = {}
+        for name, texts in members:
+            item = {"{item}": name[len(template) + 1 :]}
+            found.setdefault(tuple(unfill(t, item) for t in texts), []).append(name)
+        if len(found) > variants:
+            found = {_summed_up(list(found)): [name for name, _ in members]}
+        for texts, names in found.items():
+            if len(names) == 1:
+                out.append(Alike(None, (names[0],), tuple(dict(members)[names[0]])))
+            else:
+                out.append(Alike(template, tuple(names), texts))
+    return out
+
+
+def _summed_up(variants: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
+    """One set of texts for several: a text they share as it is, one that differs as the
+    first and the number of different ones."""
+    out = []
+    for i in range(len(variants[0])):
+        texts = list(dict.fromkeys(v[i] for v in variants))
+        out.append(texts[0] if len(texts) == 1 else f"{texts[0]}, … ({len(texts)} different)")
+    return tuple(out)
 
 
 # -- ancestors ----------------------------------------------------------------------------------

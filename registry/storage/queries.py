@@ -18,11 +18,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Connection,
     Executable,
     Row,
     Text,
     and_,
+    bindparam,
     case,
     cast,
     func,
@@ -410,19 +412,46 @@ def _rows(conn: Connection, query: Executable) -> list[Any]:
     return list(conn.execute(query))
 
 
-def last_results(conn: Connection) -> dict[str, Any]:
-    """Per process, the JSON result of its latest successful attempt (``None`` when it had
-    none, or returned no JSON); processes that never succeeded are left out."""
-    ranked = (
-        select(
-            attempts.c.process,
-            attempts.c.result_json,
-            func.row_number()
-            .over(partition_by=attempts.c.process, order_by=attempts.c.end.desc())
-            .label("rn"),
-        )
-        .where(attempts.c.status == RunStatus.SUCCEEDED.value)
-        .subquery()
+def last_results(conn: Connection, processes: Collection[str]) -> dict[str, Any]:
+    """Per process of ``processes`` that ever succeeded, the JSON result of its latest
+    successful attempt (``None`` when it returned no JSON); the others are left out.
+
+    One statement for any number of names: they travel as one JSON array, unnested by the
+    database. For each name, the latest success's end is the top of the index on (process,
+    status, end) and its attempt is found through the same index, so the cost follows the
+    number of names, not the number of attempts ever recorded."""
+    if not processes:
+        return {}
+    wanted = _names(conn, processes)
+    succeeded = RunStatus.SUCCEEDED.value
+    latest = attempts.alias("latest")
+    last_end = (
+        select(func.max(latest.c.end))
+        .where(latest.c.process == wanted.c.value, latest.c.status == succeeded)
+        .scalar_subquery()
     )
-    query = select(ranked.c.process, ranked.c.result_json).where(ranked.c.rn == 1)
+    query = (
+        select(attempts.c.process, attempts.c.result_json)
+        .select_from(wanted)
+        .join(
+            attempts,
+            and_(
+                attempts.c.process == wanted.c.value,
+                attempts.c.status == succeeded,
+                attempts.c.end == last_end,
+            ),
+        )
+        # two successes ending at the same instant: the last by run id and attempt wins
+        .order_by(attempts.c.run_id, attempts.c.attempt)
+    )
     return {r.process: r.result_json for r in _rows(conn, query)}
+
+
+def _names(conn: Connection, names: Collection[str]) -> Any:
+    """A table of one column, ``value``: ``names`` bound as a single JSON array."""
+    array = bindparam("names", json.dumps(sorted(set(names))), type_=Text)
+    if conn.dialect.name == "postgresql":
+        rows = func.json_array_elements_text(cast(array, JSON))
+    else:
+        rows = func.json_each(array)
+    return rows.table_valued("value").alias("wanted")

@@ -318,9 +318,11 @@ class SqlStore(OperatorRecords):
             raise RunNotFound(f"{run_id} attempt {attempt}")
         return found
 
-    def last_results(self) -> dict[str, Any]:
+    def last_results(self, processes: Sequence[str]) -> dict[str, Any]:
+        if not processes:
+            return {}
         with self._read() as conn:
-            return q.last_results(conn)
+            return q.last_results(conn, processes)
 
     def load_histories(self, *, durations_kept: int = 20) -> dict[str, ProcessHistory]:
         with self._read() as conn:

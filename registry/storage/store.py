@@ -189,8 +189,9 @@ class Store(Protocol):
         """One attempt (default: the latest) with its captured log; ``RunNotFound``."""
         ...
 
-    def last_results(self) -> dict[str, Any]:
-        """Per process that ever succeeded, the JSON result of its latest success."""
+    def last_results(self, processes: Sequence[str]) -> dict[str, Any]:
+        """Of ``processes`` (the ancestors some process reads), each that ever succeeded: the
+        JSON result of its latest success."""
         ...
 
     def load_histories(self, *, durations_kept: int = 20) -> dict[str, ProcessHistory]:

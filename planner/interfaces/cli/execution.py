@@ -2,13 +2,16 @@
 
 The command only wires things together: the live driver (``planner.live.runner.run_planner``) does
 the work; the HTTP API is served from the start (``serving.start_api_for``), standing by
-included; ``on_ready`` starts the planner page, the terminal status line and the API's metrics
-once the cluster is up (with ``-v``, the decision log too: ``planner.live.decision_log``). The
-summary at the end (``run_report``) is the store's record of the attempts this planner saw end, so
-it agrees with ``planner history``, and names the error of each that failed. A job that
-fails is not a CLI error: ``run`` reports it and exits 0; Ctrl-C exits 130. ``--adapt`` is for
-the in-process cluster only: it is refused with ``--scheduler`` (a remote cluster adapts by its
-own deployment) and with ``--workers`` (it sizes the cluster itself).
+included; a ``cluster:`` line is printed the moment the cluster is up, before the planner loads
+what it plans from (the time from it to the first start is the planner's own start, which
+``benchmarks/bench_startup.py`` measures); ``on_ready`` starts the planner page, the terminal
+status line and the API's metrics once the driver exists (with ``-v``, the decision log too:
+``planner.live.decision_log``). The summary at the end (``run_report``) is the store's record of
+the attempts this planner saw end, so it agrees with ``planner history``, and names the error of
+each that failed. A job that fails is not a CLI error: ``run`` reports it and exits 0; Ctrl-C
+exits 130. ``--adapt`` is for the in-process cluster only: it is refused with ``--scheduler`` (a
+remote cluster adapts by its own deployment) and with ``--workers`` (it sizes the cluster
+itself).
 """
 
 from __future__ import annotations
@@ -151,6 +154,11 @@ def run(
 
         return cleanup
 
+    def on_connected(conn: Connection) -> None:
+        from planner.live.runner import cluster_text
+
+        click.echo(f"cluster: {cluster_text(conn)}")
+
     began = utcnow()
     try:
         summary = run_planner(
@@ -164,6 +172,7 @@ def run(
             adapt=adapt,
             dashboard_address=dashboard_address,
             on_ready=on_ready,
+            on_connected=on_connected,
             cwd=os.getcwd(),
             lease_timeout=lease_timeout,
             db_outage_limit=db_outage_limit,

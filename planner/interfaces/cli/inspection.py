@@ -47,6 +47,7 @@ from planner.interfaces.terminal import (
     status_view,
 )
 from planner.interfaces.terminal.documents import triggers_json
+from planner.interfaces.terminal.run_views import template_view
 from registry.definitions.templates import members, templates_of
 from registry.lifecycle import RunStatus
 
@@ -158,12 +159,20 @@ def simulate(
 @cli.command()
 @click.argument("process")
 @click.option("--at", "at", type=TIME, help="ISO-8601 time (naive: registry timezone) or now.")
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="A template: one row per process (the table sums them up by decision and reasons).",
+)
 @format_option
 @wide_option
 @pass_env
-def explain(env: Env, process: str, at: datetime | None, fmt: str, wide: bool) -> None:
-    """Why PROCESS is or is not running, and when it next could (a template: each of its
-    processes)."""
+def explain(
+    env: Env, process: str, at: datetime | None, show_all: bool, fmt: str, wide: bool
+) -> None:
+    """Why PROCESS is or is not running, and when it next could (a template: its processes,
+    summed up by decision and reasons; ``--all`` or ``--format json`` for each)."""
     store = env.store()
     registry, applied = store.load_registry()
     tz = timezone_of(registry)
@@ -176,7 +185,10 @@ def explain(env: Env, process: str, at: datetime | None, fmt: str, wide: bool) -
         if fmt == "json":
             emit_json(plan_json(when, chosen, tz))
         else:
-            show(plan_table(when, chosen, tz, waits=None, now=utcnow(), wide=wide), wide=wide)
+            view = template_view(
+                process, when, chosen, tz, show_all=show_all, now=utcnow(), wide=wide
+            )
+            show(view, wide=wide)
         return
     require(registry, process)
     explanation = _dry_run_core(store, registry, applied, when, None).explain(process, when)

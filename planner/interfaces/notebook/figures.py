@@ -56,13 +56,8 @@ def dag_figure(
     A template's processes are one node, ``TEMPLATE.* (N)``, shown like its first process;
     ``group_templates=False`` draws each of them.
     """
-    sizes = {t: len(names) for t, names in templates_of(registry).items()}
-    node_of = {
-        name: f"{d.template}.* ({sizes[d.template]})"
-        if group_templates and d.template is not None
-        else name
-        for name, d in registry.processes.items()
-    }
+    grouped = _template_rows(registry) if group_templates else {}
+    node_of = {name: grouped.get(name, name) for name in registry.processes}
     shown: dict[str, ProcessDef] = {}  # node -> the process it is drawn like
     for name in sorted(registry.processes):
         shown.setdefault(node_of[name], registry.processes[name])
@@ -162,15 +157,22 @@ def gantt_figure(
     order: Sequence[str] | None = None,
     window: tuple[datetime, datetime] | None = None,
     width: int = 900,
+    registry: RegistryDef | None = None,
+    expand: bool = False,
 ) -> figure:
     """One bar per attempt, one row per process (in ``order``, else by first start), coloured by
     status; the time axis shows wall-clock time in ``tz``, over ``window`` if given (give several
-    figures the same window to compare them)."""
+    figures the same window to compare them). Given the ``registry``, a template's processes
+    share one row, ``TEMPLATE.* (N)`` as in ``dag_figure`` (``order`` then names such rows);
+    ``expand=True`` gives each process its row."""
     frame = runs_frame(runs, tz=tz)
-    processes = list(order) if order is not None else list(dict.fromkeys(frame["process"]))
-    frame = frame[frame["process"].isin(processes)]
+    row_of = _template_rows(registry) if registry is not None and not expand else {}
+    frame["row"] = [row_of.get(p, p) for p in frame["process"]]
+    processes = list(order) if order is not None else list(dict.fromkeys(frame["row"]))
+    frame = frame[frame["row"].isin(processes)]
     source = ColumnDataSource(
         {
+            "row": list(frame["row"]),
             "process": list(frame["process"]),
             "run_id": list(frame["run_id"]),
             "attempt": list(frame["attempt"]),
@@ -194,11 +196,12 @@ def gantt_figure(
         start, end = (t.astimezone(zone(tz)).replace(tzinfo=None) for t in window)
         fig.x_range = Range1d(start=start, end=end)
     bars = fig.hbar(
-        y="process",
+        y="row",
         left="left",
         right="right",
         height=0.6,
         color="color",
+        fill_alpha=0.8 if row_of else 1.0,  # a template's runs may overlap in its row
         line_color="#333333",
         source=source,
     )
@@ -206,6 +209,7 @@ def gantt_figure(
         HoverTool(
             renderers=[bars],
             tooltips=[
+                ("process", "@process"),
                 ("run", "@run_id (attempt @attempt)"),
                 ("status", "@status"),
                 ("start", "@left{%F %T}"),
@@ -297,6 +301,15 @@ def delays_figure(attempts: pd.DataFrame, *, tz: str = "UTC", width: int = 900) 
 
 
 # -- values -------------------------------------------------------------------------------------
+
+
+def _template_rows(registry: RegistryDef) -> dict[str, str]:
+    """Each process of a template → ``TEMPLATE.* (N)``, the node or row they share."""
+    return {
+        name: f"{template}.* ({len(names)})"
+        for template, names in templates_of(registry).items()
+        for name in names
+    }
 
 
 def _kind(definition: ProcessDef) -> str:

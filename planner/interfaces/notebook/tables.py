@@ -13,10 +13,11 @@ from typing import Any
 
 import pandas as pd
 
-from planner.core.events import Decision, Explanation
+from planner.core.events import Decision, Explanation, Reason
 from planner.core.schedule import zone
 from planner.simulation.simulate import SimRun, Simulation
 from registry.definitions.durations import format_duration
+from registry.definitions.templates import alike, templates_of
 from registry.lifecycle import RunStatus
 from registry.model import ProcessDef, RegistryDef
 from registry.records import AttemptRecord
@@ -58,19 +59,42 @@ def registry_table(registry: RegistryDef) -> pd.DataFrame:
 # -- plans and simulations --------------------------------------------------------------------
 
 
-def plan_table(decisions: Iterable[Decision]) -> pd.DataFrame:
+def plan_table(
+    decisions: Iterable[Decision], *, registry: RegistryDef | None = None, expand: bool = False
+) -> pd.DataFrame:
     """A dry run (``Planner.plan``) as a table, in the planner's order: starts best-first, then
-    the waiting processes; ``codes`` holds the reason codes, ``reasons`` codes with details."""
-    rows = [
-        {
-            "process": d.process,
-            "decision": d.decision,
-            "codes": ", ".join(r.code.value for r in d.reasons),
-            "reasons": "; ".join(str(r) for r in d.reasons),
-        }
-        for d in decisions
-    ]
-    return pd.DataFrame(rows, columns=["process", "decision", "codes", "reasons"])
+    the waiting processes; ``codes`` holds the reason codes, ``reasons`` codes with details,
+    ``members`` how many processes the row stands for.
+
+    Given the ``registry``, a template's processes are grouped as ``planner plan`` groups them:
+    those with the same decision and reasons are one row, ``TEMPLATE.* ×N``, each one's item
+    read as ``{item}`` in the details (``registry.definitions.templates.alike``);
+    ``expand=True`` (or no registry) gives one row per process."""
+    decided = list(decisions)
+    templates = templates_of(registry) if registry is not None and not expand else {}
+    of = {name: t for t, names in templates.items() for name in names}
+    first = {d.process: d for d in decided}
+    said = alike(
+        [
+            (d.process, (d.decision, *(r.code for r in d.reasons)), [r.detail for r in d.reasons])
+            for d in decided
+        ],
+        of,
+    )
+    rows = []
+    for group in said:
+        d = first[group.names[0]]
+        reasons = [Reason(r.code, text) for r, text in zip(d.reasons, group.texts, strict=True)]
+        rows.append(
+            {
+                "process": group.label,
+                "decision": d.decision,
+                "codes": ", ".join(r.code.value for r in reasons),
+                "reasons": "; ".join(str(r) for r in reasons),
+                "members": len(group.names),
+            }
+        )
+    return pd.DataFrame(rows, columns=["process", "decision", "codes", "reasons", "members"])
 
 
 def explanations_table(explanations: Iterable[Explanation], *, tz: str = "UTC") -> pd.DataFrame:

@@ -6,11 +6,14 @@ errors here are the ones ``planner history`` shows — a cancelled attempt's rea
 instant the planner gave up on it. Counts add up: the attempts that ended are the ones this planner
 started plus the ones it took over from an earlier planner (re-attached, or lost with its cluster:
 ``RunLost``), and those it started that had not ended are said to be left running. Every failed
-or timed-out attempt is listed with its error.
+or timed-out attempt is listed with its error. A large run (past ``ATTEMPTS_LISTED`` attempts) has
+a row per process — a template's processes together — and status, failures first, at most
+``ROWS_LISTED`` rows; the rest are counted by status with their first processes, and ``planner
+history`` lists every attempt: 10,000 processes are a screen, not 10,000 rows.
 
 Pure rendering: ``run_summary_view(report)`` in, a rich renderable out. The lines are built one
 concern per function (``_counts_line``, ``_failure_lines``…), each over ``report.attempts``, so
-that a summary grouped by process and status for very large runs replaces the table alone.
+that the summary grouped by process and status of a large run replaces the table alone.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from rich.text import Text
 
 from planner.interfaces.terminal.fit import Col, FitTable
 from planner.interfaces.terminal.style import FAILED, plural, seconds_text, status_text
+from registry.errors import name_list
 from registry.records import ErrorInfo
 
 __all__ = ["FinishedAttempt", "RunReport", "run_summary_view"]
@@ -32,6 +36,8 @@ __all__ = ["FinishedAttempt", "RunReport", "run_summary_view"]
 MESSAGE_SHOWN = 300
 #: past this many attempts the summary has a row per process and status, not per attempt
 ATTEMPTS_LISTED = 20
+#: rows of that table (failures first) before the rest are counted by status
+ROWS_LISTED = 20
 #: failed attempts listed one by one (then counted)
 FAILURES_LISTED = 20
 
@@ -77,8 +83,7 @@ class RunReport:
 def run_summary_view(report: RunReport, *, wide: bool = False) -> Group:
     lines: list[RenderableType] = []
     if len(report.attempts) > ATTEMPTS_LISTED:
-        lines.append(_grouped_table(report.attempts, wide=wide))
-        lines.append(Text("(one row per process and status; `planner history` lists them all)"))
+        lines += _grouped_table(report.attempts, wide=wide)
     elif report.attempts:
         lines.append(_attempts_table(report.attempts, wide=wide))
     lines.append(Text(_counts_line(report)))
@@ -94,9 +99,10 @@ def run_summary_view(report: RunReport, *, wide: bool = False) -> Group:
     return Group(*lines)
 
 
-def _grouped_table(attempts: Sequence[FinishedAttempt], *, wide: bool) -> FitTable:
+def _grouped_table(attempts: Sequence[FinishedAttempt], *, wide: bool) -> list[RenderableType]:
     """A row per process (a template's processes together) and status: how many attempts,
-    and their total and longest duration."""
+    and their total and longest duration; failures first, at most ``ROWS_LISTED`` rows, the
+    others counted by status with their first processes."""
     groups: dict[tuple[str, str], list[float]] = {}
     counts: Counter[tuple[str, str]] = Counter()
     for a in attempts:
@@ -118,7 +124,8 @@ def _grouped_table(attempts: Sequence[FinishedAttempt], *, wide: bool) -> FitTab
         title="finished attempts",
         wide=wide,
     )
-    for (process, status), n in sorted(counts.items()):
+    rows = sorted(counts.items(), key=lambda row: (row[0][1] not in FAILED, row[0]))
+    for (process, status), n in rows[:ROWS_LISTED]:
         durations = groups.get((process, status), [])
         table.add_row(
             process,
@@ -127,7 +134,19 @@ def _grouped_table(attempts: Sequence[FinishedAttempt], *, wide: bool) -> FitTab
             seconds_text(max(durations)) if durations else "",
             seconds_text(sum(durations)) if durations else "",
         )
-    return table
+    if len(rows) <= ROWS_LISTED:
+        return [table, Text("(one row per process and status; `planner history` lists them all)")]
+    rest = rows[ROWS_LISTED:]
+    by_status: dict[str, list[str]] = {}
+    tally: Counter[str] = Counter()
+    for (process, status), n in rest:
+        by_status.setdefault(status, []).append(process)
+        tally[status] += n
+    said = "; ".join(
+        f"{tally[status]:,} {status} ({name_list(names)})" for status, names in by_status.items()
+    )
+    more = f"… and {len(rest):,} more rows: {said}; `planner history` lists every attempt"
+    return [table, Text(more)]
 
 
 def _attempts_table(attempts: Sequence[FinishedAttempt], *, wide: bool) -> FitTable:

@@ -1,23 +1,46 @@
-"""``planner show`` and ``planner logs``: one run, one process, one attempt's log.
+"""``planner show``, ``planner logs`` and ``planner explain TEMPLATE``: one run, one process,
+one attempt's log, one template (its processes summed up: ``template_view``).
 
-Pure rendering: records in, text or JSON documents out.
+Pure rendering: records in, text, rich renderables or JSON documents out.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 
-from planner.core.events import Explanation
+from rich.console import Group, RenderableType
+from rich.text import Text
+
+from planner.core.events import Decision, Explanation
 from planner.interfaces.terminal.documents import attempt_json
-from planner.interfaces.terminal.style import iso, seconds_text, value_text, when_text
+from planner.interfaces.terminal.fit import Col, FitTable
+from planner.interfaces.terminal.style import (
+    Times,
+    iso,
+    plural,
+    reasons_text,
+    seconds_text,
+    value_text,
+    when_text,
+)
+from planner.interfaces.terminal.views import PLAN_WAITS_SHOWN, grouped_rows, plan_table
+from registry.errors import name_list
 from registry.model import ProcessDef
 from registry.records import AttemptRecord, RunRecord
 from registry.storage.codec import process_to_document
 
-__all__ = ["LOG_TAIL_LINES", "process_document", "process_lines", "run_document", "run_lines"]
+__all__ = [
+    "LOG_TAIL_LINES",
+    "TEMPLATE_NAMES_SHOWN",
+    "process_document",
+    "process_lines",
+    "run_document",
+    "run_lines",
+    "template_view",
+]
 
 #: lines of the latest attempt's log that ``show RUN_ID`` prints (``planner logs`` has it all)
 LOG_TAIL_LINES = 20
@@ -115,3 +138,68 @@ def process_lines(name: str, document: Mapping[str, Any]) -> list[str]:
     for a in document["recent"]:
         lines.append(f"  recent: {a['run_id']} attempt {a['attempt']} {a['status']}")
     return lines
+
+
+# -- a template -------------------------------------------------------------------------------
+
+
+#: processes a row of ``template_view`` names before "… and N more"
+TEMPLATE_NAMES_SHOWN = 5
+
+
+def template_view(
+    template: str,
+    at: datetime,
+    decisions: Sequence[Decision],
+    tz: tzinfo,
+    *,
+    show_all: bool = False,
+    now: datetime | None = None,
+    wide: bool = False,
+) -> RenderableType:
+    """``planner explain TEMPLATE``: the template's processes summed up, not one line each — a
+    row per decision and reasons alike (as ``plan`` groups them: ``grouped_rows``) with how many
+    processes it stands for and the first ``TEMPLATE_NAMES_SHOWN`` of them, at most
+    ``PLAN_WAITS_SHOWN`` rows, then how to see every process. ``show_all``: the plan table of
+    every process, one row each."""
+    if show_all:
+        return plan_table(at, decisions, tz, waits=None, now=now, wide=wide)
+    times = Times(tz, now, wide)
+    starts = sum(d.decision == "start" for d in decisions)
+    title = (
+        f"template {template} at {times(at)} {times.zone}: "
+        f"{plural(len(decisions), 'process', 'processes')}, {starts:,} to start, "
+        f"{len(decisions) - starts:,} waiting"
+    )
+    table = FitTable(
+        [
+            Col("processes"),
+            Col("decision"),
+            Col("reasons", text=True),
+            Col("first processes", keep=50, text=True),
+        ],
+        title=title,
+        wide=wide,
+    )
+    rows = grouped_rows(decisions, dict.fromkeys((d.process for d in decisions), template))
+    for d, names in rows[:PLAN_WAITS_SHOWN]:
+        style = "bold green" if d.decision == "start" else ""
+        table.add_row(
+            f"{len(names):,}",
+            Text(d.decision, style=style),
+            reasons_text(d.reasons),
+            name_list(names, TEMPLATE_NAMES_SHOWN),
+        )
+    lines: list[RenderableType] = [table]
+    if len(rows) > PLAN_WAITS_SHOWN:
+        rest = rows[PLAN_WAITS_SHOWN:]
+        count = sum(len(names) for _, names in rest)
+        more = plural(count, "process", "processes")
+        lines.append(Text(f"… and {plural(len(rest), 'row')} more ({more})"))
+    lines.append(
+        Text(
+            f"`planner explain {template}.ITEM` explains one process; "
+            f"`planner explain {template} --all` (or `--format json`) lists every one"
+        )
+    )
+    return Group(*lines)

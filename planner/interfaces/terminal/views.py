@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.text import Text
 
-from planner.core.events import Decision, Explanation
+from planner.core.events import Decision, Explanation, Reason
 from planner.interfaces.terminal.documents import status_json
 from planner.interfaces.terminal.fit import Col, FitTable
 from planner.interfaces.terminal.style import (
@@ -33,6 +33,7 @@ from planner.interfaces.terminal.style import (
 )
 from planner.simulation.simulate import Simulation
 from registry.definitions.durations import format_duration
+from registry.definitions.templates import alike
 from registry.lifecycle import RunStatus
 from registry.model import RegistryDef
 from registry.records import ActiveRun, AttemptRecord, LoggedDecision
@@ -42,6 +43,7 @@ __all__ = [
     "attempts_table",
     "explanation_view",
     "gantt",
+    "grouped_rows",
     "plan_table",
     "simulation_view",
     "status_view",
@@ -55,25 +57,29 @@ __all__ = [
 PLAN_WAITS_SHOWN = 20
 
 
-def _grouped(decisions: Sequence[Decision], templates: Mapping[str, str]) -> list[Decision]:
-    rows: dict[tuple[str, ...], list[Decision]] = {}
-    for d in decisions:
-        template = templates.get(d.process)
-        key = (
-            (template, d.decision, *(r.code.value for r in d.reasons))
-            if template is not None
-            else ("", d.process)
-        )
-        rows.setdefault(key, []).append(d)
-    grouped = []
-    for members in rows.values():
-        first = members[0]
-        if len(members) == 1:
-            grouped.append(first)
-        else:
-            name = f"{templates[first.process]}.* ×{len(members)}"
-            grouped.append(Decision(process=name, decision=first.decision, reasons=first.reasons))
-    return grouped
+def grouped_rows(
+    decisions: Sequence[Decision], templates: Mapping[str, str]
+) -> list[tuple[Decision, list[str]]]:
+    """Rows of a plan and the processes each stands for: a template's processes with the same
+    decision and reasons are one row, ``TEMPLATE.* ×N``, their items put back as ``{item}`` in
+    the details, or the details summed up where they differ (``registry.definitions.templates
+    .alike``)."""
+    first = {d.process: d for d in decisions}
+    said = alike(
+        [
+            (d.process, (d.decision, *(r.code for r in d.reasons)), [r.detail for r in d.reasons])
+            for d in decisions
+        ],
+        templates,
+    )
+    rows: list[tuple[Decision, list[str]]] = []
+    for group in said:
+        d = first[group.names[0]]
+        if group.template is not None:
+            reasons = tuple(Reason(r.code, t) for r, t in zip(d.reasons, group.texts, strict=True))
+            d = Decision(process=group.label, decision=d.decision, reasons=reasons)
+        rows.append((d, list(group.names)))
+    return rows
 
 
 def plan_table(
@@ -90,13 +96,14 @@ def plan_table(
     candidates held back by capacity first), and a count of the others by their first reason;
     ``waits=None`` lists them all. A registry of 20,000 processes is a screen, not 20,000 rows:
     the JSON document (``plan_json``) is the complete one. With ``templates`` (process → its
-    template), a template's processes that share a decision and reason codes are one row,
-    ``TEMPLATE.* ×N`` with the first one's reasons."""
+    template), a template's processes that share a decision and reasons are one row,
+    ``TEMPLATE.* ×N`` (``grouped_rows``); a row counts as a line of the table, and as its processes
+    in the counts."""
     times = Times(tz, now, wide)
     starts = sum(d.decision == "start" for d in decisions)
     total = len(decisions)
-    if templates:
-        decisions = _grouped(decisions, templates)
+    singly = [(d, [d.process]) for d in decisions]
+    rows = grouped_rows(decisions, templates) if templates else singly
     table = FitTable(
         [Col("process"), Col("decision"), Col("reasons", text=True)],
         title=f"plan at {times(at)} {times.zone}: {starts:,} to start, {total - starts:,} waiting",
@@ -104,10 +111,10 @@ def plan_table(
     )
     hidden: Counter[str] = Counter()
     shown_waits = 0
-    for d in decisions:
+    for d, names in rows:
         if d.decision != "start":
             if waits is not None and shown_waits >= waits:
-                hidden[d.reasons[0].code.value if d.reasons else "-"] += 1
+                hidden[d.reasons[0].code.value if d.reasons else "-"] += len(names)
                 continue
             shown_waits += 1
         style = "bold green" if d.decision == "start" else ""
