@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -108,6 +109,39 @@ def test_reads_of_a_live_planner(tmp_path: Path, client: Client) -> None:
         assert set(logs["attempts"][0]) == {"attempt", "status", "log"}
         error_of(http.get("/runs/a-1/logs", params={"attempt": 9}), 404)
         error_of(http.get("/runs/nope-1/logs"), 404)
+
+
+def test_runs_carry_params_and_results_and_logs_their_text(
+    tmp_path: Path, client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    # pytest's handlers keep the root logger at WARNING here (a worker process has none)
+    caplog.set_level(logging.INFO, logger="tests.chatty")
+    yaml_text = """
+processes:
+  talk: {run: tests.live_jobs:chatty, params: {name: talk, lines: 2}}
+  shell: {command: "echo shell says hi; echo '{\\"ok\\": true}'"}
+"""
+    with live_planner(tmp_path, client, yaml_text) as live:
+        http = live.http
+        wait_for(lambda: succeeded(http, "talk") and succeeded(http, "shell"), 60, "both runs")
+        runs = {r["run_id"]: r for r in http.get("/runs").json()["runs"]}
+        assert runs["talk-1"]["params"] == {"name": "talk", "lines": 2}
+        assert runs["talk-1"]["result"] == {"rows": 2, "name": "talk"}
+        assert (runs["shell-1"]["params"], runs["shell-1"]["result"]) == ({}, {"ok": True})
+        one = http.get("/runs/talk-1").json()
+        assert one["params"] == {"name": "talk", "lines": 2}
+        assert one["attempts"][0]["result"] == {"rows": 2, "name": "talk"}
+
+        [talk] = http.get("/runs/talk-1/logs").json()["attempts"]
+        assert talk["attempt"] == 1 and talk["status"] == "succeeded"
+        for line in (
+            "talk stdout line 1",
+            "INFO tests.chatty: talk logging line 0",
+            "talk on stderr",
+        ):
+            assert line in talk["log"], talk["log"]
+        [shell] = http.get("/runs/shell-1/logs", params={"attempt": 1}).json()["attempts"]
+        assert shell["log"] == 'shell says hi\n{"ok": true}\n'
 
 
 def test_trigger_then_the_run_happens(tmp_path: Path, client: Client) -> None:
@@ -295,6 +329,47 @@ def test_bad_bodies_are_400(tmp_path: Path) -> None:
         error_of(http.get("/runs", params={"limit": 0}), 400)
         error_of(http.get("/runs", params={"status": "bogus"}), 400)
         error_of(http.get("/runs", params={"since": "yesterday-ish"}), 400)
+
+
+def test_every_real_date_is_a_time_and_an_impossible_one_is_400(tmp_path: Path) -> None:
+    with serving(apply(tmp_path, DAG)) as (_api, http):
+        for since in (
+            "2026-11-30T00:00",
+            "2026-12-31",
+            "2026-01-31 23:59:59.5",
+            "2028-02-29T10:00:00+01:00",  # a leap day
+            "2000-02-29",
+        ):
+            for path in ("/runs", "/stats"):
+                response = http.get(path, params={"since": since})
+                assert response.status_code == 200, (path, since, response.text)
+        for at, shown in (
+            ("2027-01-30T10:00", "2027-01-30T10:00:00+00:00"),
+            ("2099-12-31T23:59:59Z", "2099-12-31T23:59:59+00:00"),
+            ("2096-02-29T06:00:00+01:00", "2096-02-29T05:00:00+00:00"),
+        ):
+            response = http.post("/processes/a/trigger", json={"at": at}, headers=AUTH)
+            assert response.status_code == 200, (at, response.text)
+            assert response.json()["message"].endswith(f" at {shown}"), response.json()
+        impossible = (
+            "2026-02-30",
+            "2027-02-29T00:00",
+            "2026-04-31T00:00",
+            "1900-02-29",
+            "2026-13-01",
+        )
+        for day in impossible:
+            for path in ("/runs", "/stats"):
+                refused = error_of(http.get(path, params={"since": day}), 400)
+                assert refused["message"].startswith(f"query.since: {day!r} is not a duration")
+            refused = http.post("/processes/a/trigger", json={"at": day}, headers=AUTH)
+            message = error_of(refused, 400)["message"]
+            assert (
+                message
+                == f"at: {day!r} is not an ISO-8601 date or time that exists (years 1900-2099)"
+            )
+        # the refused ones wrote nothing
+        assert len(http.get("/status").json()["planner"]["triggers"]) == 3
 
 
 def test_patch_changes_a_process_as_set_does(tmp_path: Path) -> None:

@@ -31,6 +31,11 @@ from planner.interfaces.page.columns import (
     running_columns,
     summary_html,
 )
+from planner.interfaces.page.history_columns import (
+    RECENT_TEXT_MAX_CHARS,
+    log_html,
+    recent_columns,
+)
 from planner.live.cluster import Connection
 from planner.live.dispatch import Dispatcher
 from planner.live.loop import LiveDriver, utcnow
@@ -85,6 +90,8 @@ def snapshot(**overrides: Any) -> dict[str, Any]:
                 "duration_s": 12.0,
                 "at": NOW - timedelta(seconds=10),
                 "error": "RuntimeError: boom",
+                "params": {"table": "orders", "day": "2026-03-01"},
+                "result": None,
             },
             {
                 "process": "clean",
@@ -94,6 +101,8 @@ def snapshot(**overrides: Any) -> dict[str, Any]:
                 "duration_s": 60.0,
                 "at": NOW - timedelta(seconds=100),
                 "error": None,
+                "params": {},
+                "result": {"rows": 42, "note": "x" * 5000},
             },
         ],
         "failures": [],
@@ -166,6 +175,36 @@ def test_every_time_is_in_the_registry_zone_and_named() -> None:
     assert titles["since"] == "decided (America/New_York)"
     assert titles["at"] == "ended (America/New_York)"
     assert page.gantt_figure.xaxis[0].axis_label == "time (America/New_York)"
+
+
+def test_recent_attempts_show_their_params_and_result_compactly_and_whole_when_selected() -> None:
+    cols = recent_columns(snapshot())
+    assert cols["run_id"] == ["clean-1", "extract-4"]  # the latest entry first
+    assert cols["params"] == ["{}", '{"table": "orders", "day": "2026-03-01"}']
+    assert cols["result"][1] == ""  # a failed attempt has none
+    result = cols["result"][0]
+    assert result.startswith('{"rows": 42, "note": "xxx') and result.endswith("…")
+    assert len(result) == RECENT_TEXT_MAX_CHARS  # bounded: `planner show` has it all
+    # an attempt whose params the planner could not look up yet shows none, not "null"
+    unknown = snapshot(recent=[{**snapshot()["recent"][0], "params": None}])
+    assert recent_columns(unknown)["params"] == [""]
+
+    panel = log_html(cols, 1)  # the selected attempt: its params and result above its log
+    assert "params: <code>{&quot;table&quot;: &quot;orders&quot;" in panel
+    assert "result: <code>(none)</code>" in panel
+    assert "result: <code>{&quot;rows&quot;: 42" in log_html(cols, 0)
+    page = PlannerPage(Document())
+    page.update(snapshot())
+    tables = [t for t in page.doc.roots[0].select({"type": DataTable}) if isinstance(t, DataTable)]
+    [recent] = [t for t in tables if t.name == "recent-table"]
+    assert [c.field for c in recent.columns][-3:] == ["params", "result", "error"]
+    assert page.recent.data["params"][1] == '{"table": "orders", "day": "2026-03-01"}'
+    # a selected attempt stays selected when newer ones push it down the table
+    page.recent.selected.indices = [1]
+    newer = {**snapshot()["recent"][1], "run_id": "clean-2", "params": {"n": 2}}
+    page.update(snapshot(recent=[*snapshot()["recent"], newer]))
+    assert page.recent.data["run_id"][2] == "extract-4" and page.recent.selected.indices == [2]
+    assert "extract-4, attempt 1" in page.log.text
 
 
 def test_dag_layout_puts_generations_left_to_right() -> None:
@@ -437,6 +476,12 @@ def table(browser: Any, header: str) -> list[dict[str, str]]:
     return []
 
 
+def recent_row(browser: Any, process: str) -> dict[str, str]:
+    """The row of ``process``'s latest attempt in the recent attempts' table (``{}``: none)."""
+    rows = [r for r in table(browser, "result") if r.get("process") == process]
+    return rows[0] if rows else {}
+
+
 def in_flight(browser: Any, zone: str = "UTC") -> dict[str, str]:
     return {r["process"]: r["status"] for r in table(browser, f"decided ({zone})")}
 
@@ -528,16 +573,22 @@ processes:
         assert browser.execute_script("return window.plannerPageMarker") == "same page"
         assert "Slots: 2 in use, 1 free of 3" in page_text(browser)
 
-        # recent attempts, each with its log: selecting one shows it
+        # recent attempts, each with its params and result, whole on hover
         until(
             browser,
-            lambda: "chatter" in source(browser, "recent-source").get("process", []),
-            "chatter among the recent attempts",
+            lambda: recent_row(browser, "chatter").get("params") == '{"name": "chatter"}',
+            "chatter's params among the recent attempts",
         )
+        assert recent_row(browser, "chatter")["result"] == '{"rows": 3, "name": "chatter"}'
+        assert recent_row(browser, "broken")["result"] == ""  # it failed: no result
+        assert '{"rows": 3, "name": "chatter"}' in browser.execute_script(CELL_TITLES_JS)
+        # and its log: selecting one shows it, with its params and result in full
         rows = source(browser, "recent-source")["process"]
         browser.execute_script(SELECT_JS, rows.index("chatter"))
         until(browser, lambda: "chatter stdout line 2" in page_text(browser), "chatter's log")
-        assert "INFO tests.chatty: chatter logging line 0" in page_text(browser)
+        text = page_text(browser)
+        assert "INFO tests.chatty: chatter logging line 0" in text
+        assert 'params: {"name": "chatter"} · result: {"rows": 3, "name": "chatter"}' in text
 
         # and the per-process figures, which count chatter's success within a second or so
         def figures() -> dict[str, dict[str, str]]:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -169,3 +171,95 @@ def test_planner_v_run_logs_its_decisions(tmp_path: Path) -> None:
     assert "start b-1 (single, priority 0" in err
     assert "INFO:" not in err  # no doubled prefix
     assert "2 attempts started" in done.stdout
+
+
+#: a plain decision-log line: ISO-8601 time in UTC, the level padded to 5, the message
+PLAIN_LINE = re.compile(
+    r"^(?P<at>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (?P<level>[A-Z]+) +(?P<message>\S.*)$"
+)
+
+
+@pytest.mark.integration
+def test_planner_v_run_logs_plain_lines_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
+    registry_file = tmp_path / "small.yaml"
+    registry_file.write_text(
+        "slots: 2\n"
+        "timezone: Asia/Tokyo\n"
+        "processes:\n"
+        "  a: {run: 'workflows.jobs.demo:noop', priority: 7}\n"
+        "  b: {run: 'workflows.jobs.demo:noop', ancestors: [a]}\n"
+    )
+    before = datetime.now(UTC).replace(microsecond=0)
+    done = subprocess.run(  # stderr is a pipe, as under systemd, cron or `2> file`
+        [
+            sys.executable,
+            "-m",
+            "planner.interfaces.cli",
+            "--db",
+            f"sqlite:///{tmp_path}/p.db",
+            "-v",
+            "run",
+            str(registry_file),
+            "--until-idle",
+            "--local-threads",
+            "--dashboard-address",
+            ":0",
+        ],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},  # a width for tables: not for log lines
+    )
+    assert done.returncode == 0, done.stderr
+    ours = [line for line in done.stderr.splitlines() if "start a-1" in line or "waits" in line]
+    assert len(ours) == 2, done.stderr
+    for line in ours:
+        assert line == line.rstrip(), repr(line)  # no padding to the console's width
+        match = PLAIN_LINE.match(line)
+        assert match is not None, repr(line)
+        at = datetime.fromisoformat(match["at"])  # ISO-8601, in UTC
+        assert before <= at <= datetime.now(UTC) and match["level"] == "INFO"
+    assert [PLAIN_LINE.match(line)["message"] for line in ours] == [  # type: ignore[index]
+        "start a-1 (single, priority 7, slot 1/2)",
+        "1 of 2 slots free; b waits — ancestors: a (never succeeded)",
+    ]
+    assert ours[0].split(" ", 1)[1] == "INFO  start a-1 (single, priority 7, slot 1/2)"
+
+
+def test_on_a_terminal_the_records_are_shown_by_rich() -> None:
+    import pty
+
+    main, tty = pty.openpty()  # stderr is a terminal here
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import logging\n"
+            "from planner.interfaces.cli.app import configure_logging\n"
+            "configure_logging(1)\n"
+            "logging.getLogger('planner.live.decision_log').info('start a-1 (single)')\n",
+        ],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=tty,
+        env={**os.environ, "COLUMNS": "100", "TERM": "xterm"},
+    )
+    os.close(tty)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the child closed its end
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    assert child.wait(60) == 0
+    shown = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", b"".join(chunks).decode())  # colours off
+    [line] = [x for x in shown.splitlines() if "start a-1 (single)" in x]
+    assert "INFO" in line and PLAIN_LINE.match(line.strip()) is None  # rich's columns

@@ -222,6 +222,7 @@ class Recording:
                 outcome.duration_s,
                 error=outcome.error,
                 log=outcome.log,
+                result=(outcome.result_json, outcome.result),
             )
             definition = registry.processes.get(s.process)
             if s.status is RunStatus.CANCELLED and definition and definition.on_cancel:
@@ -309,8 +310,14 @@ class Recording:
         error: ErrorInfo | None = None,
         attempt_ended: bool = True,
         log: str | None = None,
+        result: tuple[Any, str | None] = (None, None),
     ) -> None:
+        """Count the ended attempt and list it among the recent ones for the page, with its
+        error, its result as ``history`` shows it (``result``: the JSON value, and the summary
+        that stands in, marked as a repr, for a value that was not JSON) and its log's tail; the
+        snapshot adds its run's params (``planner.live.snapshot.with_params``)."""
         self.summary.statuses[status] += 1
+        as_json, summary = result
         if attempt_ended:
             self.summary.runs.append((process, run_id, attempt, status, duration))
         self.recent.append(
@@ -322,6 +329,7 @@ class Recording:
                 "duration_s": duration,
                 "at": self.clock(),
                 "error": None if error is None else f"{error.type}: {error.message}",
+                "result": as_json if as_json is not None or summary is None else {"repr": summary},
                 # the page shows it; ``planner logs`` has the whole log
                 "log": None if not log else log[-RECENT_LOG_TAIL:],
             }

@@ -2,6 +2,11 @@
 
 Taken under the driver's lock, so the core is not changing while it is read; bounded by ``limit``
 processes so that a very large registry does not make every page refresh walk all of it.
+
+A recent attempt's entry (``Recording._note_finished``) carries its result; its run's params
+(what ``history`` shows) are the store's, looked up outside the lock by ``with_params`` — once
+per run, in one query for the lot, at most every ``PARAMS_EVERY_S`` — because the core forgets
+a run's params when the run ends.
 """
 
 from __future__ import annotations
@@ -32,6 +37,12 @@ STATS_EVERY_S = 10.0
 #: how soon they are asked again once an attempt ended since (the page shows it within a second)
 STATS_AFTER_CHANGE_S = 1.0
 STATS_WINDOW = timedelta(days=7)
+#: how often the params of runs that ended since are looked up in the store, at most
+PARAMS_EVERY_S = 0.5
+#: attempts, newest first, whose params one look-up reads in one query; of runs not among them
+#: (a long run queued long ago), at most ``PARAMS_ONE_BY_ONE`` are then read one by one
+PARAMS_BATCH = 500
+PARAMS_ONE_BY_ONE = 20
 
 
 def running_rows(core: Planner, started: Collection[tuple[str, int]]) -> list[dict[str, Any]]:
@@ -139,10 +150,43 @@ def process_figures(driver: Any, now: datetime) -> list[dict[str, Any]]:
     return figures
 
 
+def with_params(driver: Any, recent: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """``recent`` with each entry's run params (``None`` while not known): new dicts, the
+    driver's own entries untouched. Outside the driver's lock; an outage leaves them unknown."""
+    cache: dict[str, dict[str, Any]] = getattr(driver, "_params", None) or {}
+    missing = {r["run_id"] for r in recent if r["run_id"] not in cache}
+    asked: datetime | None = getattr(driver, "_params_asked", None)
+    store = getattr(driver, "store", None)
+    due = asked is None or (now - asked).total_seconds() >= PARAMS_EVERY_S
+    if missing and store is not None and due:
+        driver._params_asked = now
+        try:
+            for a in store.history(limit=PARAMS_BATCH):
+                if a.run_id in missing:
+                    cache[a.run_id] = dict(a.params)
+            for run_id in sorted(missing - cache.keys())[:PARAMS_ONE_BY_ONE]:
+                cache[run_id] = _run_params(store, run_id)
+        except Exception as exc:  # an outage: shown once the store answers again
+            log.debug("no params for the page: %s", exc)
+        shown = {r["run_id"] for r in recent}  # what is no longer shown is forgotten
+        driver._params = {k: v for k, v in cache.items() if k in shown}
+    return [{**r, "params": cache.get(r["run_id"])} for r in recent]
+
+
+def _run_params(store: Any, run_id: str) -> dict[str, Any]:
+    from registry.errors import RunNotFound
+
+    try:
+        return dict(store.run(run_id).params)
+    except RunNotFound:  # purged meanwhile: it has none to show
+        return {}
+
+
 def snapshot(driver: Driven, *, limit: int = 500) -> dict[str, Any]:
-    """Slots, runs in flight, the queue with reasons, recent attempts (with their logs' tails),
-    the DAG's states and the per-process figures."""
+    """Slots, runs in flight, the queue with reasons, recent attempts (with their params,
+    results and logs' tails), the DAG's states and the per-process figures."""
     picture = _under_lock(driver, limit)
+    picture["recent"] = with_params(driver, picture["recent"], picture["at"])
     picture["stats"] = process_figures(driver, picture["at"])
     return picture
 

@@ -7,7 +7,7 @@ query never holds up the server's event loop, and the planner's loop never waits
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.responses import Response
@@ -26,8 +26,9 @@ __all__ = ["API_PREFIX", "create_app"]
 API_PREFIX = "/api/v1"
 
 _DESCRIPTION = """\
-The HTTP API of dask-planner: what `planner status`, `explain`, `history` and `stats` show, and
-the operations of `planner trigger`, `hold`, `release`, `reset`, `set` and `cancel`.
+The HTTP API of dask-planner: what `planner status`, `explain`, `history`, `show`, `logs` and
+`stats` show, and the operations of `planner trigger`, `hold`, `release`, `reset`, `set`,
+`cancel` and `retry`.
 
 Writes need `Authorization: Bearer <token>`, the token being the planner's `PLANNER_API_TOKEN`;
 without one configured they are refused (403). Errors are `{"error": {"code", "message"}}`.
@@ -57,6 +58,7 @@ def create_app(
     install_handlers(app)
     app.include_router(read_routes(ctx), prefix=API_PREFIX)
     app.include_router(write_routes(ctx), prefix=API_PREFIX)
+    _without_422(app)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics_text() -> Response:
@@ -64,3 +66,25 @@ def create_app(
 
     app.state.context = ctx
     return app
+
+
+def _without_422(app: FastAPI) -> None:
+    """FastAPI documents a 422 answer of its own on every route that takes input; this API
+    answers validation errors with 400 in its one error shape (``errors``), so the document
+    says 400 where the route declares it and never 422."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
+        schemas = schema.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -72,11 +72,23 @@ def _planner_error(exc: PlannerError) -> tuple[int, str]:
     return 409, "conflict"  # the database's state stands in the way (a lost lease, …)
 
 
+#: what a text that does not match its field's pattern should have been, by field name
+_FORMS = {
+    "since": "a duration (90, 90s, 15m, 6h, 1d) or an ISO-8601 date or time that exists",
+    "at": "an ISO-8601 date or time that exists (years 1900-2099)",
+}
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors()[:5]:
-        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+        loc = [str(p) for p in error.get("loc", ()) if p != "body"]
+        where = ".".join(loc) or "body"
+        form = _FORMS.get(loc[-1]) if loc else None
+        if error.get("type") == "string_pattern_mismatch" and form is not None:
+            parts.append(f"{where}: {error.get('input')!r} is not {form}")
+        else:
+            parts.append(f"{where}: {error.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"
 
 

@@ -3,6 +3,8 @@
     planner_runs_total{process,status}   runs that ended, by their final status
     planner_slots{state="used"|"free"}   slots in use and free, after the last step
     planner_waiting{reason}              processes waiting, by the first reason they wait for
+                                         (not a process whose run is in flight at its
+                                         ``max_active``: it runs, as the live page has it)
     planner_dispatch_seconds             histogram: a run's end on its worker to the start of
                                          the run decided in its place (handed to Dask)
     planner_decision_seconds             histogram: the core's time per step
@@ -82,6 +84,9 @@ class PlannerMetrics:
         )
         self.leader.set(0)
         self._reason_of: dict[str, str] = {}  # waiting process -> the reason it is counted under
+        #: process -> its last decision's first reason and whether it names max_active (a
+        #: process whose last decision was a start has none)
+        self._waits: dict[str, tuple[str, bool]] = {}
         self._tally: Tally[str] = Tally()
         self._seen_registry: object | None = None
 
@@ -115,13 +120,28 @@ class PlannerMetrics:
         self._time_dispatch(driver, step)
 
     def _count_waiting(self, driver: LiveDriver, step: Step) -> None:
+        """Count the processes whose decision changed (only those are in ``step.decisions``)
+        or whose runs started or ended: a run in flight at ``max_active`` is not waiting."""
+        core = driver.core
+        for d in step.decisions:
+            if d.decision == "wait" and d.reasons:
+                codes = [r.code for r in d.reasons]
+                self._waits[d.process] = (codes[0].value, Code.MAX_ACTIVE in codes)
+            else:
+                self._waits.pop(d.process, None)
+        names = {d.process for d in step.decisions}
+        names |= {s.process for s in step.starts} | {s.process for s in step.settled}
         touched: set[str] = set()
-        for d in step.decisions:  # only the decisions that changed since the last step
-            reason = d.reasons[0].code.value if d.decision == "wait" and d.reasons else None
-            touched |= self._move(d.process, reason)
-        if driver.core.registry is not self._seen_registry:  # processes removed: forget them
-            self._seen_registry = driver.core.registry
-            for name in [n for n in self._reason_of if n not in driver.core.states]:
+        for name in names:
+            wait = self._waits.get(name)
+            ps = core.states.get(name)
+            running = ps is not None and bool(ps.flights) and wait is not None and wait[1]
+            touched |= self._move(name, None if wait is None or running else wait[0])
+        if core.registry is not self._seen_registry:  # processes removed: forget them
+            self._seen_registry = core.registry
+            for name in [n for n in self._waits if n not in core.states]:
+                del self._waits[name]
+            for name in [n for n in self._reason_of if n not in core.states]:
                 touched |= self._move(name, None)
         for reason in touched:
             self.waiting.labels(reason=reason).set(self._tally[reason])

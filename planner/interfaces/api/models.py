@@ -51,11 +51,18 @@ class ErrorDoc(BaseModel):
 # -- bodies -----------------------------------------------------------------------------------
 
 
-#: an ISO-8601 date or time (naive: the registry's timezone), as a JSON Schema pattern; the years
-#: are 1900-2099 and the days 1-28 so that every text it admits is a time Python can shift
+#: a real date of the years 1900-2099, as a JSON Schema pattern: days 1-28 of every month, 29 and
+#: 30 of all but February, 31 of the months that have one, and 29 February of the leap years
+#: (2000, not 1900) -- so the OpenAPI document admits every date and only dates that exist
+_DATE = (
+    r"(?:(?:19|20)[0-9]{2}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])"
+    r"|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
+    r"|(?:(?:19|20)(?:0[48]|[2468][048]|[13579][26])|2000)-02-29)"
+)
+#: an ISO-8601 date or time (naive: the registry's timezone), as a JSON Schema pattern; every text
+#: it admits is a time Python parses and can shift (``datetime.fromisoformat``)
 ISO_TIME = (
-    r"(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])"
-    r"(?:[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?"
+    _DATE + r"(?:[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?"
     r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?)?"
 )
 

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Body, Depends, Header
 
 from planner.interfaces import operations
 from planner.interfaces.api.context import ApiContext
-from planner.interfaces.api.errors import check_token, error_responses
+from planner.interfaces.api.errors import ApiError, check_token, error_responses
 from planner.interfaces.api.models import OperationDoc, ProcessSummary, TriggerBody
 from planner.interfaces.api.reads import zone_of
 from registry.errors import RunNotFound
@@ -58,8 +58,11 @@ def write_routes(ctx: ApiContext) -> APIRouter:
         ``force``: ancestors too). It is durable until a run of the process carries it."""
         body = body or TriggerBody()
         at = None
-        if body.at is not None:  # the pattern admits only times that parse
-            at = datetime.fromisoformat(body.at)
+        if body.at is not None:  # the pattern admits only times that parse; to be sure:
+            try:
+                at = datetime.fromisoformat(body.at)
+            except ValueError:
+                raise ApiError(400, f"at: {body.at!r} is not a date or time") from None
             if at.tzinfo is None:
                 registry, _ = ctx.store.load_registry()
                 at = at.replace(tzinfo=zone_of(registry))

@@ -192,18 +192,63 @@ def cli(ctx: click.Context, url: str | None, verbose: int) -> None:
 _OWN_LOGGERS = ("planner", "registry")
 
 
+class PlainFormatter(logging.Formatter):
+    """``2026-01-02T03:04:05.678Z INFO  message``: the time in ISO-8601, in UTC (as in the
+    attempts' logs), the level padded to 5 characters, the message; one line, no padding."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-5s %(message)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        when = datetime.fromtimestamp(record.created, UTC)
+        return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(record.msecs):03d}Z"
+
+
+class _StderrHandler(logging.StreamHandler[Any]):
+    """Plain lines on ``sys.stderr`` as it is when the record comes (test runners swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> Any:
+        import sys
+
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:  # logging.StreamHandler sets it; sys.stderr rules
+        pass
+
+
+def _on_terminal() -> bool:
+    import sys
+
+    try:
+        return bool(sys.stderr.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 def configure_logging(verbose: int) -> Callable[[], None]:
-    """``-v``: the planner's own records at INFO (``-vv``: DEBUG) on stderr, through rich, as
-    time, level and message; returns the function that undoes it.
+    """``-v``: the planner's own records at INFO (``-vv``: DEBUG) on stderr; returns the
+    function that undoes it. On a terminal through rich (time, level, message, in columns);
+    otherwise — a pipe, a file, a service's journal — as plain lines (``PlainFormatter``), so
+    that what reads them gets one record per line, with an ISO-8601 time, unpadded.
 
     The handler goes on the planner's loggers, not on the root logger: Dask gives its loggers a
     handler and format of its own (``distributed.admin.log-format``) only when the root logger
     has none, so a handler there would print Dask's records a second way (the doubled
     ``INFO INFO:distributed…`` prefix). Dask's loggers keep their own format and levels."""
-    from rich.logging import RichHandler
+    handler: logging.Handler
+    if _on_terminal():
+        from rich.logging import RichHandler
 
-    handler = RichHandler(console=console(stderr=True), show_path=False)
-    handler.setFormatter(logging.Formatter("%(message)s"))  # rich shows time and level
+        handler = RichHandler(console=console(stderr=True), show_path=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))  # rich shows time and level
+    else:
+        handler = _StderrHandler()
+        handler.setFormatter(PlainFormatter())
     level = logging.DEBUG if verbose > 1 else logging.INFO
     loggers = [logging.getLogger(name) for name in _OWN_LOGGERS]
     before = [logger.level for logger in loggers]

@@ -5,16 +5,20 @@ of the latest attempt's log; ``show PROCESS`` a process's effective settings (af
 defaults, templates, ``planner set`` and SQL edits: what the planner loads), its saved state and
 why it runs or waits now. ``logs RUN_ID`` prints an attempt's whole captured log; ``--follow``
 keeps printing what the running planner writes of it (about once a second while it runs) until
-the attempt ends.
+the attempt ends (exit 0) — or until no planner holds the database's lease any more (it stopped,
+or died and its lease ran out): nothing would end the attempt then, so it says so and exits 1.
+A planner's end of the attempt is written before it gives the lease up, so the attempt is read
+again after the lease is seen gone: an attempt that just ended is never taken for abandoned.
 """
 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import click
 
-from planner.interfaces.cli.app import Env, cli, pass_env, utcnow
+from planner.interfaces.cli.app import Env, UserError, cli, pass_env, utcnow
 from planner.interfaces.cli.params import format_option, timezone_of
 from planner.interfaces.dry_run import dry_run_core
 from planner.interfaces.terminal.run_views import (
@@ -25,6 +29,9 @@ from planner.interfaces.terminal.run_views import (
 )
 from planner.interfaces.terminal.style import emit_json
 from registry.errors import RunNotFound
+
+if TYPE_CHECKING:  # the store is imported by the commands that open it (``app``)
+    from registry.storage.store import Store
 
 #: seconds between two looks at a followed log
 FOLLOW_POLL_S = 0.5
@@ -97,11 +104,24 @@ def logs(env: Env, run_id: str, attempt: int | None, follow: bool) -> None:
     click.echo(shown, nl=False)
     while follow and record.end is None:
         time.sleep(FOLLOW_POLL_S)  # the planner writes the log as it comes (polling the store)
+        led = _planner_alive(store)  # before the attempt: see the module's docstring
         record = store.attempt_log(run_id, record.attempt)
         text = record.log or ""
         new = _after(shown, text)
         if new:
             click.echo(new, nl=False)
         shown = text
+        if record.end is None and not led:
+            raise UserError(
+                f"attempt {record.attempt} of {run_id} has not ended and no planner holds the "
+                "lease: stopped following (the next `planner run` on this database takes the "
+                "run over; `planner status` shows the planners)"
+            )
     if not follow and record.end is None and not shown:
         click.echo(f"(attempt {record.attempt} of {run_id} runs; nothing logged yet)", err=True)
+
+
+def _planner_alive(store: Store) -> bool:
+    """A planner holds the database's lease and has renewed it in time."""
+    lease = store.lease_state()
+    return lease.holder is not None and lease.expires_at is not None and lease.expires_at > utcnow()

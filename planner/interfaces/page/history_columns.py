@@ -1,20 +1,56 @@
-"""The page's history: recent attempts with their logs, and the per-process figures.
+"""The page's history: recent attempts with their params, results and logs, and the per-process
+figures.
 
 Plain functions of a snapshot (``planner.live.snapshot``), like ``columns``: tested without a
-browser. A recent attempt carries the tail of its log (``RECENT_LOG_TAIL`` characters); the page
-shows the selected attempt's, the newest by default.
+browser. A recent attempt carries its run's params, its result (the ``history`` document's
+``result``) and the tail of its log (``RECENT_LOG_TAIL`` characters). The table shows params and
+result as compact JSON, cut to ``RECENT_TEXT_MAX_CHARS``; the panel beside it shows the selected
+attempt's (the newest by default) params, result and log.
 """
 
 from __future__ import annotations
 
+import html
+import json
 from typing import Any
 
 from planner.interfaces.page.columns import RUN_COLOURS, Columns, Snapshot, zone_of
 
-__all__ = ["RECENT_SHOWN", "log_html", "recent_columns", "stats_columns"]
+__all__ = [
+    "RECENT_SHOWN",
+    "RECENT_TEXT_MAX_CHARS",
+    "json_text",
+    "log_html",
+    "recent_columns",
+    "stats_columns",
+]
 
 RECENT_SHOWN = 50
+#: characters of an attempt's params and of its result the page gets (``planner show`` has all)
+RECENT_TEXT_MAX_CHARS = 2000
 _UNKNOWN = "#888888"
+_FIELDS = (
+    "process",
+    "run_id",
+    "attempt",
+    "status",
+    "at",
+    "took",
+    "params",
+    "result",
+    "error",
+    "log",
+    "colour",
+)
+
+
+def json_text(value: Any, limit: int = RECENT_TEXT_MAX_CHARS) -> str:
+    """``value`` as one line of JSON, as ``history --format json`` writes it, cut to ``limit``
+    characters (ending in ``…``); ``""`` for ``None`` (no result, or params not known yet)."""
+    if value is None:
+        return ""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _seconds(value: float | None) -> str:
@@ -26,10 +62,7 @@ def _seconds(value: float | None) -> str:
 def recent_columns(snap: Snapshot) -> Columns:
     """The latest attempts, newest first, each with its log's tail."""
     tz = zone_of(snap)
-    cols: Columns = {
-        k: []
-        for k in ("process", "run_id", "attempt", "status", "at", "took", "error", "log", "colour")
-    }
+    cols: Columns = {k: [] for k in _FIELDS}
     for r in list(reversed(snap["recent"]))[:RECENT_SHOWN]:
         cols["process"].append(r["process"])
         cols["run_id"].append(r["run_id"])
@@ -38,6 +71,8 @@ def recent_columns(snap: Snapshot) -> Columns:
         at = r.get("at")
         cols["at"].append("" if at is None else at.astimezone(tz).strftime("%H:%M:%S"))
         cols["took"].append(_seconds(r.get("duration_s")))
+        cols["params"].append(json_text(r.get("params")))
+        cols["result"].append(json_text(r.get("result")))
         cols["error"].append(r.get("error") or "")
         cols["log"].append(r.get("log") or "")
         cols["colour"].append(RUN_COLOURS.get(r["status"], _UNKNOWN))
@@ -45,16 +80,19 @@ def recent_columns(snap: Snapshot) -> Columns:
 
 
 def log_html(columns: Columns, index: int = 0) -> str:
-    """The log of row ``index`` of ``recent_columns``, escaped, in a scrolling box."""
-    import html
-
+    """Row ``index`` of ``recent_columns``: its params and result, then its log, escaped, in a
+    scrolling box. ``page._SHOW_LOG_JS`` writes the same in the browser when a row is selected."""
     if not columns["run_id"]:
         return "<i>no attempt has ended yet</i>"
-    run, attempt = columns["run_id"][index], columns["attempt"][index]
+    run, attempt = html.escape(str(columns["run_id"][index])), columns["attempt"][index]
+    params = html.escape(columns["params"][index] or "(unknown)")
+    result = html.escape(columns["result"][index] or "(none)")
     text = columns["log"][index] or "(nothing logged)"
     return (
-        f"<b>log of {html.escape(str(run))}, attempt {attempt}</b> (its end; "
-        f"<code>planner logs {html.escape(str(run))}</code> has it all)"
+        f"<b>{run}, attempt {attempt}</b>"
+        f'<div style="white-space:pre-wrap;word-break:break-all">params: <code>{params}</code>'
+        f" · result: <code>{result}</code></div>"
+        f"<b>log</b> (its end; <code>planner logs {run}</code> has it all)"
         f'<pre style="max-height:260px;overflow:auto;background:#f6f6f6;padding:6px;'
         f'white-space:pre-wrap">{html.escape(text)}</pre>'
     )

@@ -56,9 +56,13 @@ _SHOW_LOG_JS = """
 const i = source.selected.indices.length ? source.selected.indices[0] : 0;
 const d = source.data;
 if (!d.run_id.length) { return; }
-const esc = (t) => String(t).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-log.text = "<b>log of " + esc(d.run_id[i]) + ", attempt " + d.attempt[i] + "</b> (its end; " +
-  "<code>planner logs " + esc(d.run_id[i]) + "</code> has it all)" +
+const esc = (t) => String(t).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+  .replace(/"/g, "&quot;").replace(/'/g, "&#x27;");
+const run = esc(d.run_id[i]);
+log.text = "<b>" + run + ", attempt " + d.attempt[i] + "</b>" +
+  '<div style="white-space:pre-wrap;word-break:break-all">params: <code>' +
+  esc(d.params[i] || "(unknown)") + "</code> · result: <code>" + esc(d.result[i] || "(none)") +
+  "</code></div><b>log</b> (its end; <code>planner logs " + run + "</code> has it all)" +
   '<pre style="max-height:260px;overflow:auto;background:#f6f6f6;padding:6px;' +
   'white-space:pre-wrap">' + esc(d.log[i] || "(nothing logged)") + "</pre>";
 """
@@ -193,7 +197,9 @@ class PlannerPage:
                 ("status", "status", 80),
                 ("at", "ended (UTC)", 100),
                 ("took", "took", 60),
-                ("error", "error", 300),
+                ("params", "params", 150),
+                ("result", "result", 150),
+                ("error", "error", 200),
             ],
             name="recent-table",
             height=260,
@@ -257,7 +263,7 @@ class PlannerPage:
                 ),
                 row(
                     column(
-                        heading("Recent attempts (select one for its log)"),
+                        heading("Recent attempts (select one for its params, result and log)"),
                         recent_table,
                         sizing_mode="stretch_width",
                     ),
@@ -377,9 +383,13 @@ class PlannerPage:
         _replace(self.failures, failure_columns(snap))
         recent = recent_columns(snap)
         if dict(self.recent.data) != recent:
+            chosen = _selected(self.recent)
             self.recent.data = recent
-            self.recent.selected.indices = []  # the rows moved: show the newest again
-            _assign(self.log, "text", log_html(recent))
+            # the rows moved: the selected attempt stays selected where it went, else the
+            # newest is shown
+            index = _row_of(recent, chosen)
+            self.recent.selected.indices = [] if index is None else [index]
+            _assign(self.log, "text", log_html(recent, index or 0))
         _replace(self.stats, stats_columns(snap))
 
         gantt, rows = gantt_columns(snap)
@@ -400,6 +410,24 @@ class PlannerPage:
         total = len(snap["nodes"])
         note = f"showing {len(shown)} of {total} processes" if total > len(shown) else ""
         _assign(self.dag_note, "text", note)
+
+
+def _selected(source: ColumnDataSource) -> tuple[Any, Any] | None:
+    """The (run id, attempt) of the row selected in the recent attempts' table, if any."""
+    indices = list(source.selected.indices)
+    data = source.data
+    if not indices or not 0 <= indices[0] < len(data["run_id"]):
+        return None
+    return data["run_id"][indices[0]], data["attempt"][indices[0]]
+
+
+def _row_of(columns: Columns, chosen: tuple[Any, Any] | None) -> int | None:
+    if chosen is None:
+        return None
+    for i, key in enumerate(zip(columns["run_id"], columns["attempt"], strict=True)):
+        if key == chosen:
+            return i
+    return None
 
 
 def _replace(source: ColumnDataSource, data: Columns) -> None:

@@ -5,7 +5,8 @@
 (``planner.live.snapshot``), built from a dry-run core (``planner.interfaces.dry_run``: the
 registry, the runs in flight and the requests not yet picked up, as the planner that runs would
 see them) and the store's recent attempts. Slots are those a planner started here would have
-(``slots:``, else this machine's threads): the running planner's own may differ.
+(``slots:``, else this machine's threads): the running planner's own may differ. Each recent
+attempt has its run's params and its result as ``history`` shows them.
 
 It is built again at most every ``interval`` seconds and only when a page asks (the hub takes
 snapshots only while someone watches); a ticker thread tells the hub every ``interval`` that a
@@ -121,6 +122,8 @@ class StoreWatch:
                 "duration_s": a.duration_s,
                 "at": a.end,
                 "error": None if a.error is None else f"{a.error.type}: {a.error.message}",
+                "params": dict(a.params),
+                "result": a.result_document,
                 "log": _log_tail(store, a) if (a.run_id, a.attempt) in logged else None,
             }
             for a in ended

@@ -1,6 +1,9 @@
 """Running ``command:`` jobs on the worker: a subprocess in its own session and process group.
 
-stdout/stderr are drained by reader threads into bounded tails and into the attempt's log. On
+stdout/stderr are drained by reader threads into bounded tails and into the attempt's log. A
+command's result (``ctx.ancestors`` of its descendants, ``history``'s ``result``) is the last line
+of its stdout: the JSON value when that line is JSON (``print(json.dumps(...))``, ``echo 42``),
+else the line as text; none when it printed nothing (``result_of``). On
 exit, timeout, cancel or failure the attempt's processes — its group and every descendant
 carrying its marker, see ``planner.live.worker.guardian`` — are terminated (SIGTERM, then SIGKILL
 after a grace period), so a command's children do not outlive the attempt; the worker's guardian
@@ -22,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import IO
+from typing import IO, Any
 
 from planner.live.worker.attempts import Attempt
 from planner.live.worker.guardian import MARKER_VAR, kill_attempt
@@ -32,6 +35,7 @@ from planner.live.worker.outcome import (
     AttemptResult,
     JobSpec,
     error_from_exception,
+    json_result,
     tail_lines,
 )
 from registry.lifecycle import RunStatus
@@ -168,7 +172,7 @@ def _run(
         reader.join(_READER_JOIN_S)
 
     stdout, stderr = out.text(), err.text()
-    result = _clip_tail(stdout)
+    value, result = result_of(stdout)
     if attempt.cancel_reason is not None:
         return AttemptResult(
             RunStatus.CANCELLED,
@@ -178,6 +182,7 @@ def _run(
                 traceback=tail_lines(stderr),
             ),
             result=result,
+            result_json=value,
         )
     if timed_out:
         return AttemptResult(
@@ -189,6 +194,7 @@ def _run(
                 traceback=tail_lines(stderr),
             ),
             result=result,
+            result_json=value,
         )
     if code != 0:
         if code < 0:
@@ -199,8 +205,29 @@ def _run(
             RunStatus.FAILED,
             error=ErrorInfo(type="CommandFailed", message=message, traceback=tail_lines(stderr)),
             result=result,
+            result_json=value,
         )
-    return AttemptResult(RunStatus.SUCCEEDED, result=result)
+    return AttemptResult(RunStatus.SUCCEEDED, result=result, result_json=value)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def result_of(stdout: str) -> tuple[Any, str | None]:
+    """A command's result from its stdout's tail: (the JSON value of its last line, else that
+    line as text; ``None`` when it printed nothing or the value passes ``RESULT_JSON_MAX_CHARS``)
+    and, beside a result, the short summary the attempt keeps (the tail's end)."""
+    lines = stdout.strip().splitlines()
+    if not lines:
+        return None, None
+    line = lines[-1].strip()
+    try:  # NaN and Infinity are not JSON: such a line is text
+        value = json.loads(line, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
+        value = line
+    value = json_result(value)
+    return (None, None) if value is None else (value, _clip_tail(stdout))
 
 
 def _clip_tail(text: str, limit: int = RESULT_MAX_CHARS) -> str | None:

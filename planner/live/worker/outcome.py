@@ -154,13 +154,17 @@ class JobOutcome:
     end: datetime  # aware UTC; before hooks ran
     worker: str  # Dask worker address, else "hostname:pid"
     error: ErrorInfo | None = None
-    result: str | None = None  # ≤ RESULT_MAX_CHARS summary of return value / stdout tail
+    #: ≤ RESULT_MAX_CHARS summary: a callable's return value (its repr when it is not JSON); a
+    #: command's stdout tail, kept only beside a result (``result_json``)
+    result: str | None = None
     #: when ``state_changed``, ``new_state`` replaces the process's saved state
     state_changed: bool = False
     new_state: Any = None
     #: False when ``retry_on``/``on_error`` said this failure must not be retried
     retry: bool = True
-    result_json: Any = None  # the returned value as JSON (bounded), when it is JSON
+    #: the result as JSON (bounded): a callable's return value when it is JSON; a command's
+    #: stdout's last line, parsed when it is JSON, else as text (``commands.result_of``)
+    result_json: Any = None
     log: str | None = None  # the attempt's captured log (bounded)
 
     @property
