@@ -6,9 +6,12 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from registry.lifecycle import RunStatus
+
+if TYPE_CHECKING:
+    from registry.definitions.diff import Change
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,13 +129,18 @@ class RunRecord:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApplyResult:
+    """What ``apply`` changed: processes added, changed and removed, and the settings that
+    changed, as ``planner apply --dry-run`` compares them (``registry.definitions.diff``). The
+    first apply to a database sets the settings: none of them counts as changed."""
+
     added: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
+    settings: tuple[Change, ...] = ()
 
     @property
     def unchanged(self) -> bool:
-        return not (self.added or self.changed or self.removed)
+        return not (self.added or self.changed or self.removed or self.settings)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

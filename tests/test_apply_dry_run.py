@@ -77,3 +77,41 @@ def test_dry_run_of_invalid_files_is_the_validation_error(tmp_path: Path) -> Non
     url = f"sqlite:///{tmp_path}/planner.db"
     out = CliRunner().invoke(cli, ["--db", url, "apply", "--dry-run", str(tmp_path / "bad.yaml")])
     assert out.exit_code == 1 and "bad.yaml:2" in out.output and "every" in out.output
+
+
+def test_apply_reports_a_change_of_settings_alone(tmp_path: Path) -> None:
+    """A file that changes only settings is a change: apply says which, as the dry run does."""
+    url = f"sqlite:///{tmp_path}/planner.db"
+    process = "processes:\n  x: {run: workflows.jobs.demo:noop}\n"
+    (tmp_path / "v1.yaml").write_text("slots: 2\n" + process)
+    (tmp_path / "v2.yaml").write_text("slots: 3\n" + process)
+    runner = CliRunner()
+    first = runner.invoke(cli, ["--db", url, "apply", str(tmp_path / "v1.yaml")])
+    assert first.output.splitlines() == ["added: x"]  # the first apply sets the settings
+    dry = runner.invoke(cli, ["--db", url, "apply", "--dry-run", str(tmp_path / "v2.yaml")])
+    assert dry.output.splitlines()[0] == "would change settings: slots: 2 → 3"
+    out = runner.invoke(cli, ["--db", url, "apply", str(tmp_path / "v2.yaml")])
+    assert out.exit_code == 0, out.output
+    assert out.output.splitlines() == ["changed settings: slots: 2 → 3"]
+    status = runner.invoke(cli, ["--db", url, "status"])
+    assert "slots: 3" in status.output, status.output
+    again = runner.invoke(cli, ["--db", url, "apply", str(tmp_path / "v2.yaml")])
+    assert again.output.splitlines() == ["no changes"]
+
+
+def test_a_change_of_retention_is_shown_as_the_yaml_would_say_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/planner.db"
+    process = "processes:\n  x: {run: workflows.jobs.demo:noop}\n"
+    (tmp_path / "v1.yaml").write_text("retention: {runs: 90d}\n" + process)
+    (tmp_path / "v2.yaml").write_text(
+        "retention: {runs: 30d, logs: 12h, decisions: null}\n" + process
+    )
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--db", url, "apply", str(tmp_path / "v1.yaml")]).exit_code == 0
+    dry = runner.invoke(cli, ["--db", url, "apply", "--dry-run", str(tmp_path / "v2.yaml")])
+    expected = (
+        "retention.runs: 90d → 30d; retention.logs: 30d → 12h; retention.decisions: 7d → null"
+    )
+    assert dry.output.splitlines()[0] == f"would change settings: {expected}", dry.output
+    out = runner.invoke(cli, ["--db", url, "apply", str(tmp_path / "v2.yaml")])
+    assert out.output.splitlines() == [f"changed settings: {expected}"], out.output

@@ -16,12 +16,14 @@ from click.testing import CliRunner
 
 from planner.core.events import Code, ConditionAnswered, RunFinished
 from planner.core.planner import Planner
+from planner.core.readiness import CONDITION_FRESH
 from planner.interfaces.cli import cli
 from planner.simulation.simulate import simulate
 from registry.lifecycle import RunStatus
 from tests.factories import at, finish, proc, reasons_of, registry, run_of, started
 
 M = timedelta(minutes=1)
+S = timedelta(seconds=1)
 SENSOR = "workflows.jobs.checks:ready"
 
 
@@ -66,9 +68,63 @@ def test_a_true_answer_goes_stale_after_the_interval() -> None:
     assert answer(p, "b", True, at(0)) == []  # true, but no free slot
     assert Code.SLOTS.value in reasons_of(p, "b")
     finish(p, "a", at(0, 5))  # after the interval: the answer is stale, asked again
-    assert reasons_of(p, "b") == {"condition": f"true at {at(0).isoformat()}; asking again"}
+    stale = f"true at {at(0).isoformat()}; asking again before it starts"
+    assert reasons_of(p, "b") == {"condition": stale}
     assert p.conditions_due() == {"b": at(0, 5)}
     assert answer(p, "b", True, at(0, 5)) == ["b"]
+
+
+def test_a_true_answer_is_asked_again_just_before_the_start_it_waited_for() -> None:
+    # asked once an hour while false; a true answer that waited for a slot is asked again
+    hourly = proc("b", condition=SENSOR, condition_interval=timedelta(hours=1))
+    p = Planner(registry(proc("a", expected_duration=3600), hourly, slots=1), now=at(0))
+    assert started(p.handle(at(0))) == ["a"]
+    assert answer(p, "b", True, at(0)) == []  # true, but no free slot
+    assert p.conditions_due() == {"b": at(0) + CONDITION_FRESH / 2}  # asked ahead of the slot
+    # not asked (or not answered) in time; the source goes away meanwhile; a's end frees the
+    # slot 30 s after the true answer
+    freed = at(0) + 30 * S
+    assert started(finish(p, "a", freed)) == []  # not on the 30-second-old answer
+    stale = f"true at {at(0).isoformat()}; asking again before it starts"
+    assert reasons_of(p, "b") == {"condition": stale}
+    assert p.conditions_due() == {"b": freed}  # asked at once
+    assert answer(p, "b", False, freed + S, "false (it returned 0)") == []  # no start
+    assert reasons_of(p, "b")["condition"].startswith("false (it returned 0)")
+    assert p.conditions_due() == {"b": freed + S + timedelta(hours=1)}
+    assert answer(p, "b", True, at(0, 40)) == ["b"]  # a fresh true answer starts it at once
+
+
+def test_a_candidate_waiting_for_a_slot_is_asked_ahead_and_keeps_its_place() -> None:
+    hourly = proc("b", condition=SENSOR, condition_interval=timedelta(hours=1))
+    p = Planner(registry(proc("a", expected_duration=3600), hourly, slots=1), now=at(0))
+    assert started(p.handle(at(0))) == ["a"]
+    assert answer(p, "b", True, at(0)) == []
+    ahead = at(0) + CONDITION_FRESH / 2
+    assert p.conditions_due() == {"b": ahead}
+    step = p.handle(ahead, ConditionAnswered(process="b", value=True, at=ahead))
+    assert step.decisions == ()  # still a candidate held back by the slot: nothing to log
+    assert reasons_of(p, "b") == {"slots": "all 1 slots busy"}
+    assert p.conditions_due() == {"b": ahead + CONDITION_FRESH / 2}
+    # the slot frees 12 s after the first answer, 7 s after the one asked ahead: it starts
+    assert started(finish(p, "a", at(0) + 12 * S)) == ["b"]
+
+
+def test_nothing_is_asked_ahead_of_capacity_that_nothing_in_flight_frees() -> None:
+    gpu = proc("b", condition=SENSOR, resources={"gpu": 1})
+    p = Planner(registry(gpu), now=at(0), resources=({"cpu": 4},))
+    p.handle(at(0))
+    assert answer(p, "b", True, at(0)) == []
+    assert "resources" in reasons_of(p, "b")
+    assert p.conditions_due() == {} and p.idle()  # --until-idle ends: no ask keeps it up
+
+
+def test_a_true_answer_is_fresh_for_a_start_a_few_seconds_only() -> None:
+    p = Planner(
+        registry(proc("a", expected_duration=5), proc("b", condition=SENSOR), slots=1), now=at(0)
+    )
+    assert started(p.handle(at(0))) == ["a"]
+    assert answer(p, "b", True, at(0)) == []
+    assert started(finish(p, "a", at(0) + CONDITION_FRESH - S)) == ["b"]  # fresh enough
 
 
 def test_a_condition_is_not_asked_while_other_rules_hold_the_process_back() -> None:

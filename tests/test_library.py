@@ -6,13 +6,15 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from planner import Database, Process, Registry
 from planner.live.runner import run_planner
-from registry.errors import DefinitionError, ProcessNotFound
+from registry.errors import DefinitionError, InvalidRequest, ProcessNotFound
 from registry.lifecycle import RunStatus
+from registry.model import Retention
 from registry.storage.sqlstore import SqlStore
 
 
@@ -100,3 +102,37 @@ def test_trigger_and_read_history_from_python(tmp_path: Path) -> None:
         assert figures.process == "job" and figures.succeeded == 1
         assert db.hold("job").done and not db.hold("job").done
         assert db.set("job", priority=7).priority == 7
+
+
+def test_trigger_at_takes_iso_text_and_naive_times_in_the_registry_zone(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/planner.db"
+    Registry(Process("x", run="workflows.jobs.demo:noop"), timezone="Europe/Madrid").apply(url)
+    madrid = ZoneInfo("Europe/Madrid")
+    with Database(url) as db:
+        naive = db.trigger("x", at=datetime(2100, 1, 2, 3, 4))
+        assert db.trigger("x", at="2100-07-02T03:04").done
+        assert db.trigger("x", at=datetime(2100, 1, 2, 3, 4, tzinfo=UTC)).done
+        assert " at 2100-01-02T03:04:00+01:00" in naive.message
+        with pytest.raises(InvalidRequest, match=r"'tomorrow' is not .*ISO-8601"):
+            db.trigger("x", at="tomorrow")
+        with pytest.raises(InvalidRequest, match="at: a datetime or ISO-8601 text"):
+            db.trigger("x", at=20990102)  # type: ignore[arg-type]
+        dues = [r.due for r in db.store.pending_requests()]
+    assert dues == [
+        datetime(2100, 1, 2, 3, 4, tzinfo=madrid).astimezone(UTC),
+        datetime(2100, 7, 2, 3, 4, tzinfo=madrid).astimezone(UTC),  # summer time: +02:00
+        datetime(2100, 1, 2, 3, 4, tzinfo=UTC),
+    ]  # the refused ones wrote nothing
+
+
+def test_apply_says_which_settings_changed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/planner.db"
+    job = Process("x", run="workflows.jobs.demo:noop")
+    assert Registry(job, slots=2).apply(url).settings == ()  # the first apply sets them
+    result = Registry(job, slots=3, retention={"runs": "90d"}).apply(url)
+    assert [(c.field, c.before, c.after) for c in result.settings] == [
+        ("slots", 2, 3),
+        ("retention", Retention(), Retention(runs=timedelta(days=90))),
+    ]
+    assert not result.unchanged and result.added == result.changed == ()
+    assert Registry(job, slots=3, retention={"runs": "90d"}).apply(url).unchanged

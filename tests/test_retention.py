@@ -21,7 +21,7 @@ from planner.interfaces.cli import cli
 from planner.live.housekeeping import Housekeeper
 from registry.lifecycle import RunStatus
 from registry.model import ProcessDef, RegistryDef, Retention
-from registry.records import RequestKind
+from registry.records import Request, RequestKind
 from registry.storage import retention
 from registry.storage.retention import DURATIONS_KEPT, Cutoffs, Purged
 from registry.storage.sqlstore import SqlStore
@@ -218,6 +218,44 @@ def test_stats_count_outcomes_and_percentiles_per_process(store: SqlStore) -> No
         "duration_p90_s",
         "lateness_p90_s",
     ]
+
+
+def test_lateness_of_backfills_and_retries_counts_from_when_they_were_asked(
+    store: SqlStore,
+) -> None:
+    """A backfill's or a retry's run keeps its old fire as ``scheduled``: it is late only
+    from its request on (from its due time, for a request for later)."""
+    store.apply(RegistryDef(processes={"a": proc("a", cron="0 3 * * *")}), now=T0)
+    run(store, "a", 1, day(0), RunStatus.FAILED, late_s=30)  # its own fire, 30 s late
+    fire = day(-700)
+    (backfill,) = store.add_requests(
+        [Request(id=0, kind=RequestKind.TRIGGER, created=day(1), process="a", scheduled=fire)]
+    )
+    retry = store.add_retry("a-1", at=day(2))
+    later = store.add_request(
+        RequestKind.TRIGGER, at=day(2), process="a", scheduled=fire, due=day(3)
+    )
+    for seq, request, asked, late_s in [
+        (2, backfill, day(1), 5),
+        (3, retry, day(2), 20),
+        (4, later, day(3), 10),
+        (5, 999, day(4), 1),  # its request was purged: when it was asked is not known
+    ]:
+        run_id = f"a-{seq}"
+        store.create_run(
+            run_id=run_id,
+            process="a",
+            scheduled=day(0) if request == retry else fire,
+            queued=asked,
+            params={},
+            request_id=request,
+        )
+        start = asked + timedelta(seconds=late_s)
+        store.attempt_started(run_id, 1, start=start, worker="tcp://w:1")
+        store.finish_attempt(run_id, 1, status=RunStatus.SUCCEEDED, end=start + timedelta(1))
+    (figures,) = store.stats(since=day(-800))
+    assert figures.runs == 5
+    assert figures.lateness_p90_s == 30.0  # of 30, 5, 20 and 10 s; not 700 days
 
 
 def test_percentile_is_nearest_rank() -> None:

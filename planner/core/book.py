@@ -37,7 +37,7 @@ from planner.core.events import (
 )
 from planner.core.graph import Dag
 from planner.core.ranking import rank_key
-from planner.core.readiness import Readiness, evaluate, plain_reasons
+from planner.core.readiness import Readiness, condition_fresh, evaluate, plain_reasons
 from planner.core.schedule import Schedule, zone
 from planner.core.state import Flight, ProcState
 from registry.lifecycle import RunStatus
@@ -98,13 +98,26 @@ class ProcessBook:
             self._apply_event(event, now)
 
     def conditions_due(self) -> dict[str, datetime]:
-        """The processes that nothing but their condition holds back, each with when to ask it:
-        at once when it has no answer since it last started (or its true answer went stale),
-        else ``condition_interval`` after its false answer. The driver asks; the core never."""
+        """The conditions to ask, each with when. Those of the processes that nothing but their
+        condition holds back: at once when there is no answer since the last start, or a true
+        one too old to start on (``readiness.condition_fresh``), else ``condition_interval``
+        after the false answer. And, while runs are in flight (an end frees capacity), those of
+        the candidates that capacity holds back on a true answer, halfway through its freshness:
+        the slot that frees finds a fresh answer, and the candidate keeps its place (and its
+        reasons) while it is asked. The driver asks; the core never."""
         due: dict[str, datetime] = {}
+        ending = bool(self.run_index)
         for name in self.conditional:
             ps = self.states.get(name)
-            if ps is None or len(ps.reasons) != 1 or ps.reasons[0].code is not Code.CONDITION:
+            if ps is None:
+                continue
+            if ps.candidate:  # a retry asks no condition
+                answer, r = ps.condition, ps.readiness
+                held = ending and ps.reasons and r is not None and r.retry is None
+                if held and answer is not None and answer.value:
+                    due[name] = answer.at + condition_fresh(ps.definition) / 2
+                continue
+            if len(ps.reasons) != 1 or ps.reasons[0].code is not Code.CONDITION:
                 continue
             answer = ps.condition
             fresh = answer is not None and (ps.last_start is None or answer.at > ps.last_start)

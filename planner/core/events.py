@@ -16,7 +16,7 @@ from typing import Any
 
 from registry.lifecycle import RunStatus
 from registry.model import RegistryDef
-from registry.records import Request
+from registry.records import LoggedDecision, Request
 
 
 class Code(enum.StrEnum):
@@ -138,6 +138,10 @@ class ProcessReset:
     at: datetime
 
 
+#: ``LoggedDecision.decision`` of a condition's answer in the decision log
+CONDITION_ANSWER = "condition"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConditionAnswered:
     """The driver asked ``process``'s condition at ``at``: true (go) or not, and why not (the
@@ -147,6 +151,29 @@ class ConditionAnswered:
     value: bool
     at: datetime
     detail: str = ""
+
+    def logged(self) -> LoggedDecision:
+        """The answer as a row of the decision log, where the shells that only read the
+        database find it (``of_logged``): decision ``condition``, one reason ``condition``
+        whose detail is ``true``, or why not (``false …``, ``error: …``, ``timed out …``)."""
+        said = "true" if self.value else (self.detail or "false")
+        return LoggedDecision(
+            at=self.at,
+            process=self.process,
+            decision=CONDITION_ANSWER,
+            reasons=((Code.CONDITION.value, said),),
+        )
+
+    @classmethod
+    def of_logged(cls, row: LoggedDecision) -> ConditionAnswered | None:
+        """The answer a decision-log row records (``logged``); None for any other row."""
+        if row.decision != CONDITION_ANSWER or len(row.reasons) != 1:
+            return None
+        code, said = row.reasons[0]
+        if code != Code.CONDITION.value:
+            return None
+        value = said == "true"
+        return cls(process=row.process, value=value, at=row.at, detail="" if value else said)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

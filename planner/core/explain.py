@@ -27,6 +27,8 @@ def blocked_sentence(decision: Decision, r: Readiness, now: datetime, tz: tzinfo
             parts.append("`planner reset` (or `planner trigger`)")
         elif reason.code is Code.MAX_ACTIVE:
             parts.append("a running run to finish")
+        elif reason.code is Code.CONDITION:
+            parts.append(f"its condition to answer true ({reason.detail})")
         elif reason.code is Code.INVALID:
             parts.append("a valid definition (correct its row, or `planner apply` its file)")
         elif reason.code in (Code.MAX_RUNS, Code.WINDOW) and r.opens_at is None:

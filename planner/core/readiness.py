@@ -4,23 +4,36 @@
 reasons it returns the earliest future time at which a time-based rule could change the answer
 (``next_check``, the core's wake-up) and, when only time gates are closed, when they all open
 (``opens_at``, used by reservations and ``explain``).
+
+The condition rule is judged last, from the driver's answers (``ProcState.condition``): a true
+answer lets a run start for ``CONDITION_FRESH`` at most (``condition_interval``, if shorter), so
+a start that waited longer — for a slot — asks the condition once more before it happens (the
+core asks for that ahead, while the slot is awaited: ``ProcessBook.conditions_due``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from planner.core.events import Code, Reason, StartKind, TriggerRequested, make_reason
 from planner.core.schedule import local_time_today, next_local_midnight
 from planner.core.state import Flight, ProcState, Readiness
 from registry.lifecycle import RunStatus
-from registry.model import Missed
+from registry.model import Missed, ProcessDef
 
 #: codes that only time can lift
 TIME_GATES = frozenset({Code.NOT_DUE, Code.REFRESH_WINDOW, Code.NOT_BEFORE, Code.RETRY_DELAY})
 _FAILED = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CANCELLED})
+#: how long a true condition answer lets a run start ("just before"): past it, the start waits
+#: for the driver to ask once more (it asks at once, off its loop)
+CONDITION_FRESH = timedelta(seconds=10)
+
+
+def condition_fresh(d: ProcessDef) -> timedelta:
+    """How long a true answer of ``d``'s condition lets a run start."""
+    return min(d.condition_interval, CONDITION_FRESH)
 
 
 def _fmt(t: datetime, tz: ZoneInfo) -> str:
@@ -269,9 +282,11 @@ def _condition(
     ps: ProcState, t: datetime, reasons: list[Reason], times: list[datetime], tz: ZoneInfo
 ) -> bool:
     """The condition rule, judged last (a condition is asked only of a process that nothing
-    else holds back): its last answer must be true, given since the process last started and
-    within ``condition_interval``. True when it blocks."""
-    answer, interval = ps.condition, ps.definition.condition_interval
+    else holds back): its last answer must be true, given since the process last started, and
+    fresh — less than ``CONDITION_FRESH`` (or ``condition_interval``, if shorter) old. A true
+    answer that went stale (the process waited for a slot) is asked again before the start.
+    True when it blocks."""
+    answer = ps.condition
     if answer is None or (ps.last_start is not None and answer.at <= ps.last_start):
         reasons.append(Reason(Code.CONDITION, "not asked yet"))
         return True
@@ -279,10 +294,12 @@ def _condition(
         asked = _fmt(answer.at, tz)
         reasons.append(Reason(Code.CONDITION, f"{answer.detail or 'false'} (asked {asked})"))
         return True
-    if t >= answer.at + interval:
-        reasons.append(Reason(Code.CONDITION, f"true at {_fmt(answer.at, tz)}; asking again"))
+    stale = answer.at + condition_fresh(ps.definition)
+    if t >= stale:
+        said = f"true at {_fmt(answer.at, tz)}; asking again before it starts"
+        reasons.append(Reason(Code.CONDITION, said))
         return True
-    times.append(answer.at + interval)  # the answer goes stale then
+    times.append(stale)  # then it may no longer start on this answer
     return False
 
 

@@ -25,7 +25,9 @@ As with ``planner apply``, the database's registry becomes exactly these process
 
 ``Database`` wraps the operations of the command line (``planner.interfaces.operations``):
 each returns an ``Outcome`` with the message ``planner`` would print, and raises the errors of
-``registry.errors`` (``ProcessNotFound``, ``RunNotFound``, ``Conflict``, …).
+``registry.errors`` (``ProcessNotFound``, ``RunNotFound``, ``Conflict``, ``InvalidRequest``, …).
+Times are read as the command line reads them: ``trigger(at=...)`` takes an aware datetime, a
+naive one or ISO-8601 text, a naive time being in the registry's timezone.
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+from planner.core.schedule import zone
 from planner.interfaces import operations
 from registry.definitions.loader import load_documents
 from registry.definitions.yaml_source import Where
+from registry.errors import InvalidRequest
 from registry.lifecycle import RunStatus
 from registry.model import ProcessDef, RegistryDef
 from registry.records import ApplyResult, AttemptRecord, RunRecord
@@ -146,12 +150,31 @@ class Database:
         *,
         params: Mapping[str, Any] | None = None,
         force: bool = False,
-        at: datetime | None = None,
+        at: datetime | str | None = None,
     ) -> operations.Outcome:
-        """Request an extra run of ``process`` now (or from the aware time ``at`` on)."""
+        """Request an extra run of ``process`` now, or from ``at`` on: a datetime or ISO-8601
+        text (``"2026-12-01T06:00"``), naive ones in the registry's timezone as with ``planner
+        trigger --at``; ``InvalidRequest`` for anything else."""
+        when = None if at is None else self._time(at)
         return operations.trigger(
-            self.store, process, params=params or {}, force=force, now=_now(), at=at
+            self.store, process, params=params or {}, force=force, now=_now(), at=when
         )
+
+    def _time(self, value: datetime | str) -> datetime:
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise InvalidRequest(
+                    f"at: {value!r} is not an ISO-8601 time like 2026-03-02T06:00"
+                ) from None
+        if not isinstance(value, datetime):
+            raise InvalidRequest(
+                f"at: a datetime or ISO-8601 text, not {type(value).__name__} {value!r}"
+            )
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=zone(self.registry().timezone))
+        return value.astimezone(UTC)
 
     def cancel(self, run_id: str) -> operations.Outcome:
         return operations.cancel(self.store, run_id, now=_now())
@@ -186,12 +209,15 @@ class Database:
         status: RunStatus | str | None = None,
         limit: int | None = 50,
     ) -> list[AttemptRecord]:
-        """Attempts, newest first; ``status`` keeps those that ended so."""
-        found = self.store.history(process, since=since, limit=None if status else limit)
-        if status is not None:
-            wanted = RunStatus(status)
-            found = [a for a in found if a.status is wanted][:limit]
-        return found
+        """Attempts, newest first; with ``status``, the runs in that status (their final one,
+        once ended) by their latest attempt, as ``planner history --status`` lists them:
+        ``"failed"`` is every run that ended without succeeding, the dead letters for
+        ``retry``."""
+        if status is None:
+            return self.store.history(process, since=since, limit=limit)
+        wanted = RunStatus(status)
+        statuses = operations.DEAD_LETTERS if wanted is RunStatus.FAILED else {wanted}
+        return self.store.runs_in_status(statuses, process, since=since, limit=limit)
 
     def run(self, run_id: str) -> RunRecord:
         return self.store.run(run_id)

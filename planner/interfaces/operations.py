@@ -9,7 +9,8 @@ A request that is already satisfied is *moot*, not an error: cancelling a run th
 holding a held process, releasing one that is not held return ``Outcome(done=False)`` and write
 nothing. What cannot be done raises an error of ``registry.errors``: ``ProcessNotFound`` and
 ``RunNotFound`` for unknown names, ``Conflict`` for a request that cannot be carried out as asked
-now (``reset`` while a run is in flight), ``InvalidRequest`` for params that are not a JSON object
+now (``reset`` while a run is in flight, ``retry`` of a run whose retry waits, runs or
+succeeded), ``InvalidRequest`` for params that are not a JSON object
 of finite numbers, ``DefinitionError`` for a change the YAML rules refuse. The command line prints
 ``Outcome.message`` (exit 0) or the error (exit 1); the API answers 200 with the outcome, or
 404 / 409 / 400.
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from registry.storage.store import Store
 
 __all__ = [
+    "DEAD_LETTERS",
     "NO_PLANNER",
     "Outcome",
     "cancel",
@@ -46,7 +48,9 @@ __all__ = [
     "trigger",
 ]
 
-_RETRYABLE = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CANCELLED})
+#: the runs ``retry`` takes, which ``history --status failed`` lists: those that ended without
+#: succeeding
+DEAD_LETTERS = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CANCELLED})
 
 NO_PLANNER = "no planner is running on this database; the request waits for the next `planner run`"
 
@@ -179,10 +183,12 @@ def trigger(
 
 def retry(store: Store, run_id: str, *, now: datetime) -> Outcome:
     """Ask for a failed, timed-out or cancelled ``run_id`` again: a durable request for a new
-    run of its process with its params and scheduled time (only that run satisfies it).
-    ``RunNotFound``; ``Conflict`` for a run that succeeded or has not ended."""
+    run of its process with its params and scheduled time (only that run satisfies it), which
+    remembers ``run_id`` (``status`` says "retry of"). ``RunNotFound``; ``Conflict`` for a run
+    that succeeded or has not ended, and for one whose retry waits, runs or succeeded (a
+    retry that failed in turn does not stand in the way of another)."""
     run = store.run(run_id)
-    if run.status not in _RETRYABLE:
+    if run.status not in DEAD_LETTERS:
         if run.status is RunStatus.SUCCEEDED:
             raise Conflict(
                 f"run {run_id!r} succeeded: nothing to retry (`planner trigger {run.process}` "
@@ -190,9 +196,7 @@ def retry(store: Store, run_id: str, *, now: datetime) -> Outcome:
             )
         raise Conflict(f"run {run_id!r} is {run.status.value}: let it end first")
     _existing(store, run.process)
-    request = store.add_request(
-        RequestKind.TRIGGER, at=now, process=run.process, params=run.params, scheduled=run.scheduled
-    )
+    request = store.add_retry(run_id, at=now)
     return Outcome(
         done=True,
         message=f"request {request}: {run_id!r} again, as a new run of {run.process!r}",

@@ -1,11 +1,17 @@
 """Conditions ("sensors"), asked by the live driver off its loop; answers go to the core.
 
 The core says which processes nothing but their condition holds back, and when to ask each
-(``Planner.conditions_due``: at once, or ``condition_interval`` after a false answer). After
-every step the driver hands that to the ``ConditionWatcher`` (it is a driver listener); the
-watcher's own thread asks each condition when due, on a short-lived thread per ask, and posts a
-``ConditionAnswered`` event into the driver's inbox, waking the loop. The loop thread never waits
-for a condition.
+(``Planner.conditions_due``: at once — no answer yet, or a true one too old to start on — or
+``condition_interval`` after a false answer). After every step the driver hands that to the
+``ConditionWatcher`` (it is a driver listener); the watcher's own thread asks each condition
+when due, on a short-lived thread per ask, and posts a ``ConditionAnswered`` event into the
+driver's inbox, waking the loop. The loop thread never waits for a condition.
+
+The answers the core took are also written to the decision log (``ConditionAnswered.logged``),
+so that the shells that only read the database (``plan``, ``explain``, the HTTP API, ``planner
+serve``'s page) show them: at each step the watcher adds to the driver's decision buffer every
+answer that differs from the last one written, or repeats it ``REWRITTEN_AFTER`` later; the loop
+writes the buffer with its decisions, at its next poll.
 
 - ``condition: module:callable`` is called in the planner process with ``ctx`` (a
   ``ConditionContext``: process, params, now) if it takes it; a truthy return value means go.
@@ -25,7 +31,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from planner.core.events import ConditionAnswered, Step
@@ -34,11 +40,14 @@ from registry.model import ProcessDef
 if TYPE_CHECKING:
     from planner.live.loop import LiveDriver
 
-__all__ = ["ConditionContext", "ConditionWatcher", "ask"]
+__all__ = ["REWRITTEN_AFTER", "ConditionContext", "ConditionWatcher", "ask"]
 
 log = logging.getLogger(__name__)
 
 DETAIL_MAX_CHARS = 500
+#: an answer the same as the last one written is written again this long after it, so the log
+#: gains at most a row per condition every few minutes while nothing changes
+REWRITTEN_AFTER = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,6 +141,8 @@ class ConditionWatcher:
         self._busy: set[str] = set()  # an ask in progress (or stuck past its timeout)
         #: when each condition last answered: a wish older than that is already answered
         self._answered: dict[str, datetime] = {}
+        #: the last answer of each condition written to the decision log (loop thread only)
+        self._written: dict[str, ConditionAnswered] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -148,12 +159,36 @@ class ConditionWatcher:
             self._thread.join()
 
     def on_step(self, driver: LiveDriver, step: Step) -> None:
-        """A driver listener: take the core's current wishes (on the loop thread; cheap)."""
+        """A driver listener: take the core's current wishes, and give the decision log the
+        answers it took (on the loop thread; cheap)."""
         core = driver.core
         if not core.conditional:
             return
+        self._log_answers(driver)
         due = core.conditions_due()
         self.update({name: (when, core.states[name].definition) for name, when in due.items()})
+
+    def _log_answers(self, driver: LiveDriver) -> None:
+        rows = []
+        states, written = driver.core.states, self._written
+        for name in driver.core.conditional:
+            ps = states.get(name)
+            answer = None if ps is None else ps.condition
+            last = written.get(name)
+            if answer is None or answer is last:
+                continue
+            if last is not None and (
+                answer.at <= last.at
+                or (
+                    (answer.value, answer.detail) == (last.value, last.detail)
+                    and answer.at - last.at < REWRITTEN_AFTER
+                )
+            ):
+                continue
+            written[name] = answer
+            rows.append(answer.logged())
+        if rows:
+            driver.decision_buffer.extend(rows)
 
     def update(self, due: Mapping[str, tuple[datetime, ProcessDef]]) -> None:
         with self._lock:

@@ -10,21 +10,56 @@ A run row holds the run's current status and attempt number; each attempt has it
 repeats the run's process and scheduled time so that ``history`` needs no join. Run ids are
 ``f"{process}-{seq}"`` (the core makes them); ``seq`` is kept in its own column so that
 ``runs_created`` is an indexed MAX().
+
+Retries of finished runs (``planner retry``, the dead letters) are trigger requests that name
+the run they retry in their ``run_id``; the run that carries one out has that request's id
+(``Retry``). ``add_retry`` asks for one unless the run already has a retry that waits, is in
+flight or succeeded; two retries at once of one run are serialised by the lock on its row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, insert, select, update
 
-from registry.errors import IllegalTransition, RunNotFound
+from registry.errors import Conflict, IllegalTransition, RunNotFound
 from registry.lifecycle import RunStatus, check_transition
-from registry.records import ErrorInfo
+from registry.records import ErrorInfo, RequestKind
 from registry.storage.codec import json_roundtrip
-from registry.storage.tables import attempts, runs
+from registry.storage.tables import attempts, requests, runs
+
+#: a retry that ended so leaves its run a dead letter still: it may be retried again
+_GAVE_UP = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retry:
+    """A retry of the run ``of``: the trigger request that asks for it and, once it started,
+    the run that carries it out (``run_id``, its ``status``)."""
+
+    of: str
+    request: int
+    pending: bool  # the request waits for a planner to start its run
+    run_id: str | None = None
+    status: RunStatus | None = None
+
+    @property
+    def blocks(self) -> bool:
+        """Whether it stands in the way of another retry of ``of``: it waits, runs or
+        succeeded (one that was dropped unstarted, or gave up, does not)."""
+        if self.run_id is None:
+            return self.pending
+        return self.status not in _GAVE_UP
+
+    def describe(self) -> str:
+        if self.run_id is None:
+            return f"request {self.request}, waiting for its run"
+        assert self.status is not None
+        return f"{self.run_id!r} ({self.status.value})"
 
 
 def create_run(
@@ -166,6 +201,87 @@ def cancel_retry(conn: Connection, run_id: str, *, at: datetime) -> None:
         .where(runs.c.run_id == run_id)
         .values(status=RunStatus.CANCELLED.value, retry_at=None, ended=at)
     )
+
+
+def retries(conn: Connection, run_ids: Collection[str]) -> list[Retry]:
+    """The retries asked of ``run_ids``, and those that ``run_ids`` carry out, oldest first."""
+    retry = and_(requests.c.kind == RequestKind.TRIGGER.value, requests.c.run_id.is_not(None))
+    # the run of a retry is of its request's process and created after it: the index on
+    # (process, created) finds it without reading every run
+    asked = (
+        select(
+            requests.c.id,
+            requests.c.run_id.label("of"),
+            requests.c.handled,
+            runs.c.run_id,
+            runs.c.status,
+        )
+        .select_from(requests)
+        .outerjoin(
+            runs,
+            and_(
+                runs.c.process == requests.c.process,
+                runs.c.created >= requests.c.created,
+                runs.c.request_id == requests.c.id,
+            ),
+        )
+        .where(retry)
+    )
+    carrying = (
+        select(
+            requests.c.id,
+            requests.c.run_id.label("of"),
+            requests.c.handled,
+            runs.c.run_id,
+            runs.c.status,
+        )
+        .join(requests, requests.c.id == runs.c.request_id)
+        .where(retry)
+    )
+    found: dict[int, Retry] = {}
+    wanted = sorted(set(run_ids))
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i : i + 500]
+        for query in (
+            asked.where(requests.c.run_id.in_(chunk)),
+            carrying.where(runs.c.run_id.in_(chunk)),
+        ):
+            for row in conn.execute(query):
+                found[int(row.id)] = Retry(
+                    of=row.of,
+                    request=int(row.id),
+                    pending=row.handled is None,
+                    run_id=row.run_id,
+                    status=None if row.status is None else RunStatus(row.status),
+                )
+    return [found[k] for k in sorted(found)]
+
+
+def add_retry(conn: Connection, run_id: str, *, at: datetime) -> int:
+    """A trigger request, made at ``at``, for ``run_id`` again: its process, params and
+    scheduled time; the request's id. ``RunNotFound``; ``Conflict`` if a retry of it waits, is
+    in flight or succeeded (nothing is written)."""
+    run = _lock_run(conn, run_id)
+    standing = [r for r in retries(conn, [run_id]) if r.of == run_id and r.blocks]
+    if standing:
+        what = standing[-1]
+        raise Conflict(
+            f"run {run_id!r} was already retried: {what.describe()}"
+            + ("" if what.status is RunStatus.SUCCEEDED else "; let that retry end first")
+        )
+    key = conn.execute(
+        insert(requests).values(
+            kind=RequestKind.TRIGGER.value,
+            process=run.process,
+            run_id=run_id,
+            params=json_roundtrip(dict(run.params or {})),
+            force=False,
+            created=at,
+            scheduled=run.scheduled,
+        )
+    ).inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def run_seq(run_id: str, process: str) -> int | None:

@@ -1,5 +1,6 @@
 """``OperatorRecords``: the records around the runs — saved job states and resets, operator
-requests, the decision log, statistics and retention — on ``SqlBase``'s transactions.
+requests, dead letters and their retries, the decision log, statistics and retention — on
+``SqlBase``'s transactions.
 """
 
 from __future__ import annotations
@@ -8,16 +9,18 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, insert, select, update
 
-from registry.records import LoggedDecision, Request, RequestKind
+from registry.lifecycle import RunStatus
+from registry.records import AttemptRecord, LoggedDecision, Request, RequestKind
 from registry.storage import queries as q
-from registry.storage import retention, statistics
+from registry.storage import retention, run_writes, statistics
 from registry.storage.codec import json_roundtrip
 from registry.storage.retention import Cutoffs, Purged
+from registry.storage.run_writes import Retry
 from registry.storage.sql_base import SqlBase
 from registry.storage.statistics import ProcessStats
-from registry.storage.tables import process_state, requests
+from registry.storage.tables import attempts, process_state, requests, runs
 
 __all__ = ["OperatorRecords"]
 
@@ -114,6 +117,41 @@ class OperatorRecords(SqlBase):
                 .where(requests.c.id.in_(list(request_ids)), requests.c.handled.is_(None))
                 .values(handled=at)
             )
+
+    # -- dead letters and their retries ---------------------------------------------------------
+
+    def runs_in_status(
+        self,
+        statuses: Collection[RunStatus],
+        process: str | None = None,
+        *,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[AttemptRecord]:
+        latest = and_(attempts.c.run_id == runs.c.run_id, attempts.c.attempt == runs.c.attempt)
+        query = (
+            select(*(c for c in attempts.c if c.name != "log"), runs.c.params)
+            .join(runs, latest)
+            .where(runs.c.status.in_(sorted(s.value for s in statuses)))
+            .order_by(attempts.c.queued.desc(), attempts.c.attempt.desc(), attempts.c.run_id.desc())
+        )
+        if process is not None:
+            query = query.where(runs.c.process == process)
+        if since is not None:
+            query = query.where(attempts.c.queued >= since)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._read() as conn:
+            rows: list[Any] = list(conn.execute(query))
+        return [q.attempt_record(row) for row in rows]
+
+    def retries(self, run_ids: Collection[str]) -> list[Retry]:
+        with self._read() as conn:
+            return run_writes.retries(conn, run_ids)
+
+    def add_retry(self, run_id: str, *, at: datetime) -> int:
+        with self._write() as conn:
+            return run_writes.add_retry(conn, run_id, at=at)
 
     # -- decision log -------------------------------------------------------------------------
 

@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from registry.definitions.diff import Change, diff
 from registry.errors import DefinitionError, Problem, ProcessNotFound, RunNotFound
 from registry.lifecycle import RunStatus
 from registry.model import ProcessDef, RegistryDef
@@ -111,12 +113,21 @@ class SqlStore(OperatorRecords):
                     )
             if new_rows:
                 conn.execute(insert(processes), new_rows)
-            if q.stored_settings(conn)[0] != new_settings:
+            stored, unreadable = q.stored_settings(conn)
+            settings_changed: tuple[Change, ...] = ()
+            if stored != new_settings:
                 conn.execute(self._upsert(settings, {"id": 1}, {"document": new_settings}))
+                if stored != {} or unreadable is not None:  # {}: none yet, the first apply
+                    settings_changed = _settings_changes(unreadable or stored, registry)
             if digest is not None:
                 registry_digest.record(conn, digest, now=now)
             _keep_snapshot(conn)
-        return ApplyResult(added=tuple(added), changed=tuple(changed), removed=tuple(removed))
+        return ApplyResult(
+            added=tuple(added),
+            changed=tuple(changed),
+            removed=tuple(removed),
+            settings=settings_changed,
+        )
 
     def load_registry(self, *, refresh: bool = False) -> snapshot.Loaded:
         """The snapshot if the registry has not changed since a writer stored it, else the rows
@@ -378,6 +389,16 @@ def _differs(row: q.StoredProcess, doc: Mapping[str, Any], definition: ProcessDe
     return row.document != doc or any(
         type(row.promoted[k]) is not type(v) or row.promoted[k] != v for k, v in promoted.items()
     )
+
+
+def _settings_changes(stored: Any, registry: RegistryDef) -> tuple[Change, ...]:
+    """The settings ``registry`` changes from the ``stored`` document (or why it is unreadable),
+    as ``planner apply --dry-run`` compares them (a broken stored setting reads as its
+    default)."""
+    from registry.definitions.stored import validate_stored  # pydantic: only when they change
+
+    before = validate_stored(stored, {})
+    return diff(before, replace(registry, processes={}, invalid={})).settings
 
 
 def _invalid_row(name: str, message: str) -> Problem:

@@ -7,8 +7,12 @@ For each process with runs created at or after ``since``:
 - ``success_rate``: succeeded over the runs that ended (``None`` while none has);
 - ``duration_p50_s`` / ``duration_p90_s``: of the successful attempts of those runs, on the
   worker (start to end);
-- ``lateness_p90_s``: how long after its scheduled time each run's first attempt began on a
-  worker (never negative: a run started early by a trigger counts 0).
+- ``lateness_p90_s``: how long after it was due each run's first attempt began on a worker
+  (never negative: a run started early by a trigger counts 0). A run is due at its scheduled
+  time, or, if it carries a request, when that request was made (or was due, for ``trigger
+  --at``) if that is later: a backfill's or a retry's run keeps an old fire as its
+  ``scheduled`` (``ctx.scheduled``), but nobody waited for it before it was asked for. A run
+  whose request was purged is left out of lateness (when it was asked is no longer known).
 
 Counts come from one grouped query; the percentiles read two numbers per run, so a window of
 a million runs costs a few seconds, not memory beyond those numbers. Percentiles are
@@ -26,7 +30,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, select
 
 from registry.lifecycle import RunStatus
-from registry.storage.tables import attempts, runs
+from registry.storage.tables import attempts, requests, runs
 
 __all__ = ["ProcessStats", "percentile", "process_stats"]
 
@@ -113,12 +117,25 @@ def process_stats(
 
     lateness: dict[str, list[float]] = {}
     first = (
-        select(runs.c.process, runs.c.scheduled, attempts.c.start)
+        select(
+            runs.c.process,
+            runs.c.scheduled,
+            runs.c.request_id,
+            requests.c.created.label("asked"),
+            requests.c.due,
+            attempts.c.start,
+        )
         .join(attempts, and_(attempts.c.run_id == runs.c.run_id, attempts.c.attempt == 1))
+        .outerjoin(requests, requests.c.id == runs.c.request_id)
         .where(window, attempts.c.start.is_not(None))
     )
     for row in conn.execute(first):
-        late = (row.start - row.scheduled).total_seconds()
+        due = row.scheduled
+        if row.request_id is not None:
+            if row.asked is None:  # purged: a backfill's old fire would count as lateness
+                continue
+            due = max(due, row.due or row.asked)
+        late = (row.start - due).total_seconds()
         lateness.setdefault(row.process, []).append(max(0.0, late))
 
     figures = []

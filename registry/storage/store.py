@@ -39,6 +39,7 @@ from registry.records import (
     Turn,
 )
 from registry.storage.retention import Cutoffs, Purged
+from registry.storage.run_writes import Retry
 from registry.storage.statistics import ProcessStats
 
 DEFAULT_URL = "sqlite:///planner.db"
@@ -60,7 +61,8 @@ class Store(Protocol):
         self, registry: RegistryDef, *, now: datetime, digest: str | None = None
     ) -> ApplyResult:
         """Replace the registry atomically; new processes remember ``now`` as first applied.
-        Rows that hold what they would be given are not written. ``digest``: the
+        Rows that hold what they would be given are not written; the result names what
+        changed, settings included. ``digest``: the
         ``registry.storage.digest.files_digest`` of the files ``registry`` comes from, kept in
         the same transaction for ``unchanged_since_apply``."""
         ...
@@ -182,7 +184,34 @@ class Store(Protocol):
         status: RunStatus | None = None,
     ) -> list[AttemptRecord]:
         """Attempts, newest first (by queued time), with their run's params and without their
-        logs; optionally of one process, since a time, ended in one status."""
+        logs; optionally of one process, since a time, ended in one status (an attempt's: a
+        run's final status is ``runs_in_status``'s)."""
+        ...
+
+    def runs_in_status(
+        self,
+        statuses: Collection[RunStatus],
+        process: str | None = None,
+        *,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[AttemptRecord]:
+        """The runs whose status is one of ``statuses`` — their final one, once they ended: a
+        run that failed once and then succeeded on a retry is ``succeeded`` — each by its
+        latest attempt, newest first (by its queued time, ``since`` on), as ``history`` gives
+        attempts (``history --status failed``: the dead letters)."""
+        ...
+
+    def retries(self, run_ids: Collection[str]) -> list[Retry]:
+        """The retries (``planner retry``) asked of ``run_ids``, and those that ``run_ids``
+        carry out, oldest first."""
+        ...
+
+    def add_retry(self, run_id: str, *, at: datetime) -> int:
+        """Ask for the finished run ``run_id`` again: a trigger request of its process with its
+        params and scheduled time that remembers ``run_id``; the request's id. In one
+        transaction with the check: ``Conflict`` if a retry of it waits, is in flight or
+        succeeded (nothing is written); ``RunNotFound``."""
         ...
 
     def attempt_log(self, run_id: str, attempt: int | None = None) -> AttemptRecord:

@@ -25,6 +25,7 @@ from planner.interfaces.api.models import (
     StatusDoc,
 )
 from planner.interfaces.dry_run import dry_run_core
+from planner.interfaces.operations import DEAD_LETTERS
 from planner.interfaces.terminal.documents import (
     attempt_json,
     explanation_json,
@@ -113,8 +114,14 @@ def _filtered(
     status: RunStatus | None,
     limit: int,
 ) -> tuple[list[AttemptRecord], bool]:
-    """Up to ``limit`` attempts newest first, and whether there were more."""
-    attempts = ctx.store.history(process, since=since, limit=limit + 1, status=status)
+    """Up to ``limit`` attempts newest first, and whether there were more. With ``status``, as
+    ``planner history --status``: the runs in that status, each by its latest attempt
+    (``failed``: the dead letters — failed, timed out or cancelled)."""
+    if status is None:
+        attempts = ctx.store.history(process, since=since, limit=limit + 1)
+    else:
+        wanted = DEAD_LETTERS if status is RunStatus.FAILED else {status}
+        attempts = ctx.store.runs_in_status(wanted, process, since=since, limit=limit + 1)
     return attempts[:limit], len(attempts) > limit
 
 
@@ -161,7 +168,13 @@ def read_routes(ctx: ApiContext) -> APIRouter:
     @router.get("/runs", response_model=HistoryDoc, responses=error_responses(400, 404))
     def runs(
         process: Annotated[str | None, Query(description="only this process's runs")] = None,
-        status: Annotated[RunStatus | None, Query(description="only attempts so ended")] = None,
+        status: Annotated[
+            RunStatus | None,
+            Query(
+                description="only runs in this status, by their latest attempt (failed: also "
+                "timed out and cancelled, the dead letters)"
+            ),
+        ] = None,
         since: Annotated[
             str | None, Query(description=f"only since: {_SINCE}", pattern=SINCE_PATTERN)
         ] = None,

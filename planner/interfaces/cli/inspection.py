@@ -5,6 +5,12 @@
 (``planner.interfaces.dry_run``), requests not yet picked up included, so what they show is what
 ``run`` would do; ``simulate`` runs the same core over FILES on a virtual clock, without Dask or
 a database. ``status`` and ``history`` only read the store.
+
+``history --status S`` lists the runs whose status is S — the final one, once they ended —
+each by its latest attempt. ``--status failed`` lists every run that ended without succeeding
+(failed, timed out or cancelled): the dead letters that ``planner retry`` takes. Under its
+table, the text says which listed runs were retried, as which run and how that ended (the
+JSON keeps the SPEC's entries); ``status`` says of a pending retry which run it retries.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from planner.interfaces.cli.params import (
 )
 from planner.interfaces.cli.simulation_files import read_conditions, read_outcomes
 from planner.interfaces.dry_run import dry_run_core as _dry_run_core
+from planner.interfaces.operations import DEAD_LETTERS
 from planner.interfaces.terminal import (
     FAILED,
     PLAN_WAITS_SHOWN,
@@ -53,6 +60,7 @@ from registry.lifecycle import RunStatus
 
 if TYPE_CHECKING:
     from registry.model import RegistryDef
+    from registry.storage.run_writes import Retry
 
 __all__ = ["explain", "history", "plan", "simulate", "status"]
 
@@ -218,7 +226,8 @@ def status(env: Env, fmt: str, wide: bool) -> None:
     failures = [a for a in recent if a.status in FAILED][:20]
     active = store.active_runs()
     planners = planners_json(store.lease_state(), utcnow(), tz)
-    planners["triggers"] = triggers_json(store.pending_requests(), tz)
+    pending = store.pending_requests()
+    planners["triggers"] = triggers_json(pending, tz)
     if fmt == "json":
         emit_json(status_json(registry, active, failures, tz, planners=planners))
     else:
@@ -242,7 +251,9 @@ def status(env: Env, fmt: str, wide: bool) -> None:
 @click.option(
     "--status",
     type=click.Choice([s.value for s in RunStatus]),
-    help="Only attempts in this status (failed: the dead-letter list for `planner retry`).",
+    help="Only the runs in this status (their final one), by their latest attempt; failed: "
+    "every run that ended without succeeding (failed, timed_out, cancelled), the dead letters "
+    "for `planner retry`.",
 )
 @format_option
 @wide_option
@@ -256,7 +267,8 @@ def history(
     fmt: str,
     wide: bool,
 ) -> None:
-    """Past attempts, newest first (one entry per attempt); the JSON says if --limit cut it."""
+    """Past attempts, newest first (one entry per attempt); the JSON says if --limit cut it.
+    With --status, the runs in that status, each by its latest attempt."""
     store = env.store()
     registry, _ = store.load_registry()
     tz = timezone_of(registry)
@@ -264,8 +276,11 @@ def history(
     start = now - since if isinstance(since, timedelta) else None
     if isinstance(since, datetime):
         start = resolve(since, tz, now)
-    wanted = RunStatus(status) if status else None
-    attempts = store.history(process, since=start, limit=limit + 1, status=wanted)
+    if status:
+        wanted = DEAD_LETTERS if status == RunStatus.FAILED.value else {RunStatus(status)}
+        attempts = store.runs_in_status(wanted, process, since=start, limit=limit + 1)
+    else:
+        attempts = store.history(process, since=start, limit=limit + 1)
     more = len(attempts) > limit
     attempts = attempts[:limit]
     if process is not None and not attempts:
@@ -276,5 +291,26 @@ def history(
         show(attempts_table(attempts, tz, now=now, wide=wide), wide=wide)
         if more:
             click.echo(f"(the {limit} newest shown; --limit for more)")
+        for line in retry_lines(store.retries({a.run_id for a in attempts})):
+            click.echo(line)
     else:
         click.echo("no runs")
+
+
+#: ``history`` names at most this many retries under its table
+_RETRIES_SHOWN = 20
+
+
+def retry_lines(retries: Sequence[Retry]) -> list[str]:
+    """``load-1 retried as load-2 (succeeded)``, one line per retry, the latest last."""
+
+    def line(r: Retry) -> str:
+        if r.run_id is not None and r.status is not None:
+            return f"{r.of} retried as {r.run_id} ({r.status.value})"
+        if r.pending:
+            return f"{r.of} retried: request {r.request} waits for its run"
+        return f"{r.of} retried: request {r.request} ended without a run"
+
+    lines = [line(r) for r in retries[-_RETRIES_SHOWN:]]
+    cut = len(retries) - len(lines)
+    return ([f"… and {cut} earlier retries"] if cut else []) + lines

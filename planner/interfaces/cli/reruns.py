@@ -5,6 +5,12 @@ range, written in one transaction, oldest first. Each carries its fire time, so 
 ``ctx.scheduled`` set to it and is satisfied by nothing but that run (a scheduled run of the
 process does not count for it). They obey ancestors and capacity like any trigger, and show in
 ``status``, ``plan`` and ``explain`` as pending triggers.
+
+Obeying ancestors means what it means for any run: each ancestor has succeeded since the
+process last started. The first backfilled run starts on the ancestors' last success; each
+later one waits for a fresh one, so a backfill of a process with ancestors says so. To rerun
+a DAG over past fires, backfill its root: the descendants follow its runs as their own rules
+say (those with ``refresh_window`` after each success, capacity allowing).
 """
 
 from __future__ import annotations
@@ -72,3 +78,9 @@ def backfill(env: Env, process: str, start: datetime | None, end: datetime | Non
     span = when_text(fires[0], tz) + ("" if len(fires) == 1 else f" … {when_text(fires[-1], tz)}")
     numbers = f"#{ids[0]}" if len(ids) == 1 else f"#{ids[0]}–#{ids[-1]}"
     click.echo(f"backfill {process!r}: {runs} requested ({numbers}), fires {span}")
+    if definition.ancestors and len(fires) > 1:
+        names = ", ".join(map(repr, definition.ancestors))
+        click.echo(
+            f"note: each run after the first waits for a success of {names} after the run "
+            f"before it started (ancestors are obeyed); to rerun the DAG, backfill its root"
+        )

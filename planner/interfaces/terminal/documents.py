@@ -184,7 +184,8 @@ def status_json(
 
 def triggers_json(requests: Sequence[Request], tz: tzinfo) -> list[dict[str, Any]]:
     """The pending trigger requests, as ``status`` shows them: when each was made, when it is
-    due (``trigger --at``; ``None``: now) and the fire time a backfill's stands for."""
+    due (``trigger --at``; ``None``: now), the fire time a backfill's stands for, and the run a
+    retry's repeats (``planner retry``; ``None`` for other triggers)."""
     return [
         {
             "request": r.id,
@@ -193,6 +194,7 @@ def triggers_json(requests: Sequence[Request], tz: tzinfo) -> list[dict[str, Any
             "requested": iso(r.created, tz),
             "due": iso(r.due, tz),
             "scheduled": iso(r.scheduled, tz),
+            "retry_of": r.run_id,
         }
         for r in requests
         if r.kind is RequestKind.TRIGGER

@@ -419,7 +419,12 @@ def _planner_lines(
     for trigger in planners.get("triggers", []):
         forced = ", forced" if trigger["force"] else ""
         due = f", due {at(trigger['due'])}" if trigger.get("due") else ""
-        fire = f", backfill of {at(trigger['scheduled'])}" if trigger.get("scheduled") else ""
+        if trigger.get("retry_of"):  # a retry's request keeps its run's old fire time too
+            fire = f", retry of {trigger['retry_of']}"
+        elif trigger.get("scheduled"):
+            fire = f", backfill of {at(trigger['scheduled'])}"
+        else:
+            fire = ""
         out.append(
             Text(
                 f"pending trigger #{trigger['request']}: {trigger['process']} "

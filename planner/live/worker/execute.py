@@ -85,6 +85,7 @@ from planner.live.worker.capture import capturing
 from planner.live.worker.commands import command_environment, execute_command
 from planner.live.worker.logs import AttemptLog, Sink, publishing
 from planner.live.worker.outcome import (
+    MESSAGE_MAX_CHARS,
     AttemptResult,
     JobContext,
     JobHooks,
@@ -131,34 +132,38 @@ def execute(
     worker = worker_address()
     key = key if key is not None else f"{spec.run_id}-a{spec.attempt}-{secrets.token_hex(6)}"
     log = AttemptLog(spec.log_max_bytes)
-    with (
-        running(
+    # the verdict and the hooks run inside the capture too: what they log (a hook that raised)
+    # is part of the attempt's log, which travels with the outcome from any worker
+    with capturing(log), publishing(log, on_log):
+        with running(
             key, run_id=spec.run_id, attempt=spec.attempt, kill_grace_s=spec.kill_grace_s
-        ) as attempt,
-        capturing(log),
-        publishing(log, on_log),
-    ):
-        if attempt.cancel_reason is not None:  # cancelled before it reached this worker
-            error = ErrorInfo(
-                type="Cancelled", message=f"{attempt.cancel_reason} before it started"
-            )
-            res = AttemptResult(RunStatus.CANCELLED, error=error)
-        elif spec.run is not None:
-            res = execute_callable(spec, spec.run, attempt, on_overdue)
-        else:
-            res = execute_command(spec, attempt, log)
-    outcome = JobOutcome(
-        status=res.status,
-        start=start,
-        end=utcnow(),
-        worker=worker,
-        error=bounded_error(res.error) if res.error is not None else None,
-        result=clip(res.result) if res.result is not None else None,
-        state_changed=res.state_changed,
-        new_state=res.new_state,
-        result_json=res.result_json,
-        log=log.text() or None,
-    )
+        ) as attempt:
+            if attempt.cancel_reason is not None:  # cancelled before it reached this worker
+                error = ErrorInfo(
+                    type="Cancelled", message=f"{attempt.cancel_reason} before it started"
+                )
+                res = AttemptResult(RunStatus.CANCELLED, error=error)
+            elif spec.run is not None:
+                res = execute_callable(spec, spec.run, attempt, on_overdue)
+            else:
+                res = execute_command(spec, attempt, log)
+        outcome = JobOutcome(
+            status=res.status,
+            start=start,
+            end=utcnow(),
+            worker=worker,
+            error=bounded_error(res.error) if res.error is not None else None,
+            result=clip(res.result) if res.result is not None else None,
+            state_changed=res.state_changed,
+            new_state=res.new_state,
+            result_json=res.result_json,
+        )
+        outcome = _after(spec, outcome)
+    return dataclasses.replace(outcome, log=log.text() or None)
+
+
+def _after(spec: JobSpec, outcome: JobOutcome) -> JobOutcome:
+    """After the job: the verdict on a failure with retries left, then the lifecycle hook."""
     final = spec.final_attempt
     if outcome.status in _RETRYABLE and not final:
         outcome, final = _decided(spec, outcome)
@@ -194,13 +199,23 @@ def _decided(spec: JobSpec, outcome: JobOutcome) -> tuple[JobOutcome, bool]:
         error=outcome.error,
         cwd=spec.cwd,
     )
-    if verdict is Verdict.RETRY:
+    if verdict is Verdict.RETRY and not why:
         return outcome, False
     error = outcome.error or ErrorInfo(type=outcome.status.value, message="")
-    noted = dataclasses.replace(error, message=f"{error.message} [{why}; not retried]")
+    if verdict is Verdict.RETRY:  # retried anyway (a hook that raised): said with the attempt
+        return dataclasses.replace(outcome, error=_noted(error, why)), False
+    noted = _noted(error, f"{why}; not retried")
     if verdict is Verdict.CANCEL:
         return dataclasses.replace(outcome, status=RunStatus.CANCELLED, error=noted), True
     return dataclasses.replace(outcome, error=noted, retry=False), True
+
+
+def _noted(error: ErrorInfo, why: str) -> ErrorInfo:
+    """``error`` with `` [why]`` after its message; the message is cut first, if it must be,
+    so that the whole stays within ``MESSAGE_MAX_CHARS`` and the note is kept."""
+    note = f" [{clip(why, MESSAGE_MAX_CHARS // 2)}]"
+    message = clip(error.message, MESSAGE_MAX_CHARS - len(note)) + note
+    return dataclasses.replace(error, message=message)
 
 
 def worker_address() -> str:

@@ -12,6 +12,9 @@ Two settings of the process decide, in order:
 
 Both run here, where the exception's class is known; the planner receives the verdict with the
 outcome (``JobOutcome.retry``, or a ``cancelled`` status) and its core ends the run accordingly.
+``execute`` decides inside the attempt's log capture, so what is logged here (a hook's
+traceback) is in the attempt's log, and it notes the reason in the attempt's error message —
+also when the attempt is retried anyway because the hook raised.
 """
 
 from __future__ import annotations
@@ -21,13 +24,16 @@ import logging
 from collections.abc import Sequence
 
 from planner.live.worker.callables import _accepted_kwargs, import_target
-from planner.live.worker.outcome import exception_kinds
+from planner.live.worker.outcome import clip, exception_kinds
 from registry.lifecycle import RunStatus
 from registry.records import ErrorInfo
 
 __all__ = ["Verdict", "decide", "exception_kinds"]
 
 log = logging.getLogger(__name__)
+
+#: what a reason quotes of a hook's error or answer is cut to this length
+REASON_MAX_CHARS = 500
 
 
 class Verdict(enum.StrEnum):
@@ -73,9 +79,10 @@ def decide(
     try:
         hook = import_target(on_error, cwd=cwd)
         answer = hook(**_accepted_kwargs(hook, available))
-    except (Exception, SystemExit):
+    except (Exception, SystemExit) as exc:
         log.exception("on_error hook %r failed for run %r attempt %d", on_error, run_id, attempt)
-        return Verdict.RETRY, f"on_error {on_error} raised; retrying"
+        raised = clip(f"{type(exc).__name__}: {_text(exc)}", REASON_MAX_CHARS)
+        return Verdict.RETRY, f"on_error {on_error} raised {raised}; retrying"
     try:
         verdict = Verdict(str(answer).lower())
     except ValueError:
@@ -85,5 +92,14 @@ def decide(
             answer,
             run_id,
         )
-        return Verdict.RETRY, f"on_error {on_error} returned {answer!r}; retrying"
+        said = clip(repr(answer), REASON_MAX_CHARS)
+        return Verdict.RETRY, f"on_error {on_error} returned {said}; retrying"
     return verdict, "" if verdict is Verdict.RETRY else f"on_error {on_error} said {verdict.value}"
+
+
+def _text(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when even that raises."""
+    try:
+        return str(exc)
+    except Exception as str_error:
+        return f"<unprintable: str() raised {type(str_error).__name__}>"
