@@ -148,8 +148,9 @@ class LiveDriver(Recording):
         while not self.stop_event.is_set():
             now = self.clock()
             events += self._collect(now)
-            if self._gather(events):
-                continue
+            while self._gather(events):  # more ends may come: one turn refills the slots
+                now = self.clock()
+                events += self._collect(now)
             # a database outage: completions wait in ``events``; nothing new is decided or
             # started until the step that could not be recorded has been
             if self.unrecorded is not None and (
@@ -292,7 +293,9 @@ class LiveDriver(Recording):
         self.dispatcher.wake.clear()
 
     def _gather(self, events: list[Event]) -> bool:
-        """Whether to wait a little for more ends before the turn (True after waiting).
+        """Whether to wait a little for more ends before the turn (True after waiting; the ends
+        gathered are then collected, and the next call decides again — never True once the
+        driver is stopping, so gathered ends always reach a turn).
 
         While Dask still holds many of this planner's runs that no thread has begun, refilling
         the freed slots at once gains nothing: no thread idles. A turn of many ends costs about
@@ -306,7 +309,7 @@ class LiveDriver(Recording):
             isinstance(e, RunFinished) for e in events
         ):
             return False
-        begun = len(self.running)
+        begun = len(self.running) + len(self.ahead)  # a chained run waits for its ancestor
         if len(self.dispatcher.futures) - begun < GATHER_DEPTH_PER_THREAD * max(
             self.capacity[0] or 1, 1
         ):
