@@ -262,3 +262,26 @@ def test_a_claim_is_asked_without_a_message_only_where_the_scheduler_shares_the_
         assert sent == ([token, token] if processes else [])
         assert thread_claims == []  # in a worker process it would not be seen here anyway
         assert _starts(c, "direct-1/1") == 1
+
+
+def test_a_claim_handler_that_raises_fails_the_attempt_rather_than_hanging_it() -> None:
+    """Asked directly on a cluster of threads, a handler that raises leaves no claim waiting
+    for an answer that never comes: the task's thread asks for itself, and the attempt fails."""
+    with (
+        LocalCluster(
+            processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as c,
+    ):
+        once.install(c, TOPIC)
+
+        def broken(**_: Any) -> bool:
+            raise RuntimeError("claims are broken")
+
+        cluster.scheduler.handlers[claim_ahead.HANDLER] = broken
+        future = c.submit(
+            run_attempt, _spec("broken-1"), "broken-1/1", once.new_token("broken-1/1"), key="k-b"
+        )
+        with pytest.raises(RuntimeError, match="claims are broken"):
+            future.result(timeout=60)
+        assert _pending(c) == [0, 0]

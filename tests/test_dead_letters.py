@@ -116,6 +116,26 @@ def test_a_run_is_retried_again_only_once_its_retries_gave_up(store: SqlStore) -
     assert store.retries(["p-9"]) == []
 
 
+def test_a_retry_is_found_whatever_the_clocks_of_the_shell_and_the_planner(
+    store: SqlStore,
+) -> None:
+    """The retry's request carries the time of the shell that asked, its run the time of the
+    planner that started it: a planner whose clock is behind still counts as having retried
+    the run, and a second retry is refused."""
+    store.apply(RegistryDef(processes={"p": ProcessDef(name="p", command="true")}), now=T0)
+    _run(store, "p-1", [RunStatus.FAILED])
+    asked = T0 + timedelta(hours=1)
+    request = store.add_retry("p-1", at=asked)
+    behind = asked - timedelta(minutes=2)  # the planner's clock
+    store.create_run(
+        run_id="p-2", process="p", scheduled=T0, queued=behind, params={}, request_id=request
+    )
+    store.mark_handled([request], at=behind)
+    assert [(r.of, r.run_id) for r in store.retries(["p-1"])] == [("p-1", "p-2")]
+    with pytest.raises(Conflict, match=r"already retried: 'p-2' \(queued\)"):
+        store.add_retry("p-1", at=asked)
+
+
 # -- over the command line, a real planner and real HTTP -------------------------------------------
 
 

@@ -153,8 +153,13 @@ class ClaimAhead(WorkerPlugin):
         started = started_event(job, attempt_key, worker.address)
         local = self.local.handlers.get(HANDLER) if self.local is not None else None
         if local is not None:  # the scheduler runs on this very loop: ask it without a message
+            try:
+                granted = local(key=token, topic=self.topic, event=started)
+            except Exception:  # the thread claims for itself (and fails there)
+                log.debug("claim ahead of %s not asked", key, exc_info=True)
+                return
             claims.add(str(key), token)
-            claims.granted(token=token, granted=local(key=token, topic=self.topic, event=started))
+            claims.granted(token=token, granted=granted)
             return
         msg = {"op": CLAIM_OP, "token": token, "topic": self.topic, "event": started}
         try:
