@@ -124,6 +124,8 @@ processes:
             thread.join(60)
             watcher.close()
             driver.shutdown(cancel=True)
-    assert ASKED["hangs"] == 2
+    # asked again once released (more than once if the loop took longer than the 0.2 s a true
+    # answer stays fresh here, on a loaded machine)
+    assert ASKED["hangs"] >= 2
     assert [a.status for a in store.history("stuck")] == [RunStatus.SUCCEEDED]
     store.close()
