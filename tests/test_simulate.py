@@ -34,6 +34,21 @@ def diamond(slots: int) -> RegistryDef:
     )
 
 
+def test_a_true_condition_waiting_for_a_slot_is_not_a_step_of_its_own() -> None:
+    """A simulated condition, once true, stays true: asking it again while its process waits
+    for a slot only refreshes the answer, so the simulator answers at the steps that come anyway
+    instead of stepping every few virtual seconds for it (the answer still goes stale on time:
+    a step each ``CONDITION_FRESH``)."""
+    reg = registry(
+        proc("busy", every=3600, expected_duration=3600),
+        proc("gated", condition="workflows.jobs.demo:noop", priority=-1),
+        slots=1,
+    )
+    sim = simulate(reg, start=at(0), until=at(0) + timedelta(days=1))
+    assert {r.process for r in sim.runs} == {"busy"}  # gated waits for the slot all day
+    assert sim.steps <= 24 * 3600 / 10 + 100  # not one every 5 s (17 282 before)
+
+
 def test_a_diamond_with_two_slots() -> None:
     sim = simulate(diamond(2), start=at(0), until=at(6))
     assert runs(sim.runs) == [

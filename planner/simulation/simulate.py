@@ -98,6 +98,11 @@ def simulate(
     outcomes = outcomes or {}
     true_from = conditions or {}
     asks: dict[str, datetime] = {}  # conditions to answer, and when
+    # a simulated condition, once true, stays true: asking it again only refreshes its answer,
+    # so such an ask is answered at the next step that comes anyway, never a step of its own
+    # (the live driver keeps a waiting candidate's answer fresh every few seconds; here that
+    # would be a step every few virtual seconds for as long as it waits)
+    true_now: set[str] = set()
     planner = Planner(
         registry,
         now=start,
@@ -124,7 +129,10 @@ def simulate(
             sequence += 1
             heapq.heappush(finishing, (now + outcome.duration, sequence, s.run_id))
             open_runs[s.run_id] = (s.process, s.attempt, now, outcome)
-        next_ask = min(asks.values(), default=None)
+        next_ask = min(
+            (when for name, when in asks.items() if name not in true_now or when <= now),
+            default=None,
+        )
         soonest = (step.next_wakeup, finishing[0][0] if finishing else None, next_ask)
         candidates = [t for t in soonest if t]
         if not candidates or min(candidates) > until:
@@ -142,6 +150,7 @@ def simulate(
             for name, when in sorted(asks.items())
             if when <= now
         ]
+        true_now.update(e.process for e in events if isinstance(e, ConditionAnswered) and e.value)
         while finishing and finishing[0][0] <= now:
             end, _, run_id = heapq.heappop(finishing)
             process, attempt, began, outcome = open_runs.pop(run_id)
